@@ -35,6 +35,8 @@ from urllib.parse import urlencode
 import requests
 import spotipy
 
+from recommender.catalog.identity import normalise_name, normalise_title
+
 SCOPES = "playlist-modify-private user-top-read user-library-read user-read-recently-played"
 
 DEFAULT_RETRY_AFTER_S = 30
@@ -345,41 +347,14 @@ _VERSION_MARKERS = frozenset(
         "rehearsal", "session", "edit", "version", "sped", "slowed", "reverb", "8d",
     }
 )
-_REMASTER = re.compile(
-    r"\s*(?:-\s*[^-()\[\]]*remaster[^-()\[\]]*$|[(\[][^)\]]*remaster[^)\]]*[)\]])", re.IGNORECASE
-)
-_FEATURING = re.compile(
-    r"\s*(?:[(\[]\s*(?:feat\.?|ft\.?|featuring|with)\s[^)\]]*[)\]]"
-    r"|\s(?:feat\.|ft\.|featuring)\s.*$)",
-    re.IGNORECASE,
-)
 
 
 def _fold(text: str) -> str:
+    """Case- and accent-folded words, for spotting version markers."""
     text = unicodedata.normalize("NFKD", text)
     text = "".join(c for c in text if not unicodedata.combining(c)).casefold()
-    text = text.replace("&", " and ").replace("'", "").replace("\u2019", "")
-    text = re.sub(r"[^\w\s]", " ", text)
-    return " ".join(text.split())
-
-
-def _private_normalise_title(title: str) -> str:
-    title = _REMASTER.sub("", title)
-    title = _FEATURING.sub("", title)
-    return _fold(title)
-
-
-def _private_normalise_name(name: str) -> str:
-    folded = _fold(name)
-    return folded[4:] if folded.startswith("the ") else folded
-
-
-try:  # the catalogue's own identity rules, when they exist
-    from recommender.catalog.identity import normalise_name as _normalise_name
-    from recommender.catalog.identity import normalise_title as _normalise_title
-except ImportError:  # pragma: no cover - depends on what else is installed
-    _normalise_title = _private_normalise_title
-    _normalise_name = _private_normalise_name
+    text = text.replace("'", "").replace("\u2019", "")
+    return " ".join(re.sub(r"[^\w\s]", " ", text).split())
 
 
 def _similarity(a: str, b: str) -> float:
@@ -394,7 +369,7 @@ def _similarity(a: str, b: str) -> float:
 
 
 def _title_score(wanted: str, candidate: str) -> float:
-    score = _similarity(_normalise_title(wanted), _normalise_title(candidate))
+    score = _similarity(normalise_title(wanted), normalise_title(candidate))
     wanted_words = set(_fold(wanted).split())
     extra_markers = (set(_fold(candidate).split()) & _VERSION_MARKERS) - wanted_words
     if extra_markers:
@@ -403,11 +378,11 @@ def _title_score(wanted: str, candidate: str) -> float:
 
 
 def _artist_score(wanted: str, artists: list[str]) -> float:
-    want = _normalise_name(wanted)
-    names = [_normalise_name(a) for a in artists if a]
+    want = normalise_name(wanted)
+    names = [normalise_name(a) for a in artists if a]
     if not names:
         return 0.0
-    options = [*names, _normalise_name(" and ".join(artists)), " ".join(names)]
+    options = [*names, normalise_name(" and ".join(artists)), " ".join(names)]
     return max(_similarity(want, option) for option in options)
 
 
@@ -514,7 +489,7 @@ class SpotifyClient:
         limit = max(1, min(int(limit), SEARCH_LIMIT_MAX))
         queries = [
             f'track:"{_field(title)}" artist:"{_field(artist)}"',
-            f"{_field(_normalise_title(title))} {_field(_normalise_name(artist))}",
+            f"{_field(normalise_title(title))} {_field(normalise_name(artist))}",
         ]
         best: tuple[float, dict[str, Any]] | None = None
         for query in queries:

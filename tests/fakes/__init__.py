@@ -1,0 +1,1 @@
+"""Loopback stand-ins for outside services, run as real HTTP servers in tests."""
