@@ -322,7 +322,8 @@ def _data_readme(report: BuildReport, catalog_name: str) -> str:
         "| `vocabulary.json` | The mood and theme ids every tag must come from, with labels, "
         "theme keywords and synonyms for free-form tags. |",
         "| `editorial/sad_songs.csv`, `editorial/sad_films.csv` | Songs and films that public "
-        "lists, polls and articles name as sad (`kind,title,artist|director,year,sources`). |",
+        "lists, polls and articles name as sad (`kind`, `title`, `artist` or `director`, "
+        "`year`, `sources`). |",
         "| `editorial/uplifting.csv` | Songs and films those lists name as uplifting or "
         "feel-good: the aftercare that closes a session. |",
         "| `editorial/SOURCES.md` | What each short name in a `sources` cell is: the list, its "
@@ -361,10 +362,11 @@ def _data_readme(report: BuildReport, catalog_name: str) -> str:
         "| `duration_s` | length in seconds |",
         "| `tags` | `;`-separated: moods first, then themes; all ids from `vocabulary.json` |",
         "| `spotify_id` | empty here; filled when tracks are matched against Spotify |",
-        "| `intensity` | 1 (gentle) to 5 (devastating); aftercare items are 1-2 |",
+        "| `intensity` | 1 (gentle) to 5 (devastating); items only on the uplifting list are 1-2, "
+        "a sad item that is also on it keeps its sad intensity |",
         "| `aftercare` | `true` for items from `uplifting.csv`, suited to close a session gently |",
-        "| `duration_estimated` | `true` when `duration_s` is an approximation (or a typical "
-        "value: 220 s for a song, 6600 s for a film) rather than a known length |",
+        "| `duration_estimated` | `true` when `duration_s` is an approximation, or a typical "
+        "value (about 220 s for a song, 6600 s for a film) when even that is unknown |",
         "| `sources` | `;`-separated short names of the lists naming the item "
         "(see `editorial/SOURCES.md`) |",
         "",
