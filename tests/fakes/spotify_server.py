@@ -248,7 +248,10 @@ class FakeSpotify:
 
     def start(self) -> FakeSpotify:
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="fake-spotify", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="fake-spotify",
+            daemon=True,
         )
         self._thread.start()
         return self
