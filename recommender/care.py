@@ -82,6 +82,10 @@ _SHORTHAND = {
     "gona": "going to",
     "gota": "got to",
     "u": "you",
+    "2": "to",
+    "wnat": "want",
+    "wnt": "want",
+    "watn": "want",
     "ur": "your",
     "kms": "kil myself",
     "myslef": "myself",
@@ -181,7 +185,8 @@ _BE_GONE = (
     r"(die|be dead|dead|not (be )?(here|alive|around)|not exist|stop existing|"
     r"never wake up|not wake up|cease to exist|sleep forever|be gone forever|"
     r"disappear(?! (into|under|in|to|for a|for the|from (work|school|social))|ing (into|under))|"
-    r"vanish(?! (into|under|for a))|go away forever|end it|end it all|end my life)"
+    r"vanish(?! (into|under|for a))|go away forever|end it|end it all|end my life|"
+    r"be gone(?! (for|by|before|when|from|on|at|in|til|until))|not be alive)"
 )
 _PERSON_WHO_MIGHT_NOTICE = (
     r"(no one|everyone|everybody|anyone|anybody|they|people|my family|none of them)"
@@ -204,11 +209,17 @@ _RULES: tuple[_Rule, ...] = (
     # Direct words about ending one's own life.
     _rule(
         "kill_myself",
-        rf"\b(kill|kiling|kils|killed|end|ending|off|offing|hang|hanging|shoot|shooting|drown|"
+        rf"\b(kill|kiling|kils|killed|end|ending|ofing|hang|hanging|shoot|shooting|drown|"
         rf"drowning|poison|poisoning|gas|suffocate|smother) {_MYSELF}\b",
     ),
+    # "off myself": "off" squeezes to "of", so it needs a verb-like word before it.
+    _rule("off_myself", rf"\b(to|just|gona|wil|should|might|could) (just )?off {_MYSELF}\b"),
     _rule("end_my_life", r"\b(end|ending|ended|take|taking|took) (my|my own) (own )?life\b"),
-    _rule("end_it_all", r"\b(end|ending|finish|finishing) (it all|everything|it for good)\b"),
+    _rule(
+        "end_it_all",
+        r"\b(end|ending|finish|finishing) (it all|everything|it for good|things for good|"
+        r"it tonight|it today|it soon|it now)\b",
+    ),
     _rule(
         "thinking_of_ending_it",
         r"\b(think|thinking|thought|thoughts|considering|consider|planning|plan) (about|of|on)? ?"
@@ -222,8 +233,8 @@ _RULES: tuple[_Rule, ...] = (
         rf"\b(i|me|to|am|been|keep|kept|was|have|would|could|might|will|should|about|of)"
         rf" (\w+ ){{0,2}}(commit|commiting|comitting|attempt|attempted|attempting|consider|"
         rf"considering|considered|contemplate|contemplating|contemplated|think|thinking|thought|"
-        rf"planning|plan|planned|research|researching|googled|googling)\w* (about |of |on )?"
-        rf"{_SUICIDE}\w*",
+        rf"planning|plan|planned|research|researching|googled|googling)\w* "
+        rf"(about |of |on )?(my |a )?{_SUICIDE}\w*",
     ),
     _rule(
         "suicide_plan_or_note",
@@ -262,8 +273,28 @@ _RULES: tuple[_Rule, ...] = (
         negatable=False,
     ),
     _rule(
+        "hope_not_to_wake",
+        r"\b(hope|wish|pray|praying|hoping|wishing) (that )?i (do not|did not|will not|would not|"
+        r"never|dont) (wake up|make it through|survive)",
+        negatable=False,
+    ),
+    _rule(
+        "easier_if_i_did_not_wake",
+        r"\b(easier|better|best|fine|ok|okay|happier|simpler) (for everyone |for them )?if i "
+        r"(just )?(did not|do not|never|would not|were to not|could not) (wake up|exist|come "
+        r"back|make it|get up)",
+        negatable=False,
+    ),
+    _rule(
+        "unsure_about_living",
+        r"\b(not sure|do not know|unsure|no idea) (if |whether |that )?i (still )?(want|wana|"
+        r"can|could) (to )?(live|be alive|be here|go on|keep going|keep living|carry on|exist)",
+        negatable=False,
+    ),
+    _rule(
         "feel_like_dying",
-        r"\bfeel(ing)? like (dying|death|i (should|want to|could|will) die)",
+        r"\bfeel(ing)? like (dying|death|i (should|want to|could|will) die|ending it|"
+        r"ending my life|ending everything|not being here|not existing|disappearing forever)",
         first_person=True,
     ),
     _rule(
@@ -284,7 +315,7 @@ _RULES: tuple[_Rule, ...] = (
         "something_kill_me",
         r"\b(hope|wish|want|need|praying|hoping|wishing) (that )?(someone|somebody|something|"
         r"a car|a bus|a truck|a train|god|you|it|the cancer|this) (would |will |could )?"
-        r"(just )?(kill|kils|run me over|hit me|end me|take me)",
+        r"(just )?(kill|kils|run me over|runs me over|hit me|hits me|end me|take me|takes me)",
     ),
     _rule("please_kill_me", r"\b(please|pls|plz|just) (just )?kill me\b|\bkill me (now|please)\b"),
     # Worthlessness towards others: better off without me, a burden.
@@ -336,6 +367,25 @@ _RULES: tuple[_Rule, ...] = (
         "no_point_living",
         r"\b(what is|wats|what) the point (of|in) (living|life|being alive|going on|it all|"
         r"existing|carrying on|anything|me|trying anymore|being here|staying alive|waking up)",
+        negatable=False,
+    ),
+    _rule(
+        "do_not_deserve_to_live",
+        r"\b(do not|does not|dont|never) deserve to (live|be alive|be here|exist|be happy "
+        r"anymore)",
+        negatable=False,
+    ),
+    _rule(
+        "what_is_the_point",
+        r"\bwhat is the point( of it| of anything| of me| in me| of it all| in trying| in "
+        r"anything)? ?(anymore|at all|now)?\s*($|\.)",
+        negatable=False,
+    ),
+    _rule(
+        "see_no_point",
+        r"\b(see|seeing|find|finding|feel) (no|the|any) (point|reason|purpose) (in|of|to|for) "
+        r"(living|life|live|being alive|going on|go on|carrying on|existing|being here|trying|"
+        r"waking up|staying alive)",
         negatable=False,
     ),
     _rule(
@@ -400,7 +450,7 @@ _RULES: tuple[_Rule, ...] = (
     _rule(
         "want_out",
         r"\bwant (out|to get out|to check out) of (life|this life|this world|"
-        r"existence|everything|here for good)",
+        r"existence|everything|here for good)|\bi want out\s*($|\.)",
     ),
     _rule(
         "join_the_dead",
@@ -431,10 +481,11 @@ _RULES: tuple[_Rule, ...] = (
     _rule(
         "overdose",
         r"\b(want|going|thinking|thought|plan|planning|might|could|try|tried|trying|about|will) "
-        r"(\w+ ){0,2}(overdose|od)\b|\b(take|took|taking|swallow|swallowed|swallowing|stockpil\w*|"
-        r"saving up|hoarding|saved up) (all|a bunch|a handful|too many|the whole|every|loads|"
-        r"enough|lots|my) (of )?(my |the |those |these )?(pills|tablets|meds|medication|"
-        r"sleeping pills|painkillers)",
+        r"(\w+ ){0,2}(overdos\w*|od)\b|\b(take|took|taking|swallow|swallowed|swallowing) (all|"
+        r"a bunch|a handful|too many|the whole|every|loads|enough|lots) (of )?(my |the |those "
+        r"|these )?(pills|tablets|meds|medication|sleeping pills|painkillers)"
+        r"|\b(stockpil\w*|saving up|save up|hoarding|hoard|saved up|collecting) (all |my |the )?"
+        r"(pills|tablets|meds|medication|sleeping pills|painkillers)",
         first_person=True,
     ),
     _rule(
