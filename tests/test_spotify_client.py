@@ -191,6 +191,8 @@ def test_the_server_refuses_a_search_limit_over_ten(spotify_server):  # noqa: F8
         ("Nothing Compares 2 U", "Sinead O'Connor", 280, "Nothing Compares 2 U", "Sinéad O'Connor"),
         ("Mad World", "Gary Jules", 189, "Mad World", "Gary Jules"),
         ("Tears in Heaven", "Eric Clapton", 272, "Tears in Heaven", "Eric Clapton"),
+        ("Everybody Hurts", "REM", 320, "Everybody Hurts", "R.E.M."),
+        ("The Night We Met", "Lord Huron", None, "The Night We Met", "Lord Huron"),
     ],
 )
 def test_search_picks_the_right_version(
@@ -215,10 +217,14 @@ def test_search_picks_the_right_version(
         ("Qwertyuiop Zxcvb", "Nobody Atall", 200),
         ("Hurt", "Adele", 218),
         ("Fix You Up Completely Different Song", "Coldplay", 295),
+        ("Fix", "Coldplay", 295),  # Spotify answers "Fix You": found, but not this song
     ],
 )
-def test_search_returns_none_for_no_good_candidate(client, title, artist, duration_s):
+def test_search_returns_none_for_no_good_candidate(
+    spotify_server, client, title, artist, duration_s  # noqa: F811
+):
     assert client.search_track(title, artist, duration_s) is None
+    assert spotify_server.requests_to("/v1/search")
 
 
 def test_search_falls_back_to_plain_words_once(spotify_server, client):  # noqa: F811

@@ -337,7 +337,7 @@ class TrackMatch:
 
 
 MATCH_THRESHOLD = 0.7
-_TITLE_GATE = 0.6
+_TITLE_GATE = 0.75
 _ARTIST_GATE = 0.5
 # words that mark a different recording than the one asked for, unless the title asks for it
 _VERSION_MARKERS = frozenset(

@@ -63,10 +63,10 @@ def s256(verifier: str) -> str:
 
 
 def _words(text: str) -> list[str]:
-    """Search words, folded as Spotify's search folds them (case, accents, apostrophes)."""
+    """Search words, folded as Spotify's search folds them (case, accents, ' and .)."""
     text = unicodedata.normalize("NFKD", text)
     text = "".join(c for c in text if not unicodedata.combining(c)).casefold()
-    return re.findall(r"\w+", text.replace("'", "").replace("\u2019", ""))
+    return re.findall(r"\w+", re.sub(r"['\u2019.]", "", text))
 
 
 # -- state ----------------------------------------------------------------------------------------
