@@ -1,0 +1,473 @@
+"""Pairing prompts: a technique for every song or film, tied to the person's memories by meaning.
+
+Each slot of a session gets one :class:`PairingPrompt`. Memories are matched to slots with a
+TF-IDF cosine (words and character n-grams) plus a bridge through the shared vocabulary, so
+"Grandma" and "dementia" find a song tagged ``ageing_memory_loss`` without sharing a word.
+
+Memory text is private: nothing here logs it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+import string
+from collections import Counter
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.preprocessing import normalize
+
+from recommender.care import AFTERCARE_STEPS
+from recommender.paths import DATA_DIR
+from recommender.vocabulary import THEME_MOODS, Vocabulary, default_vocabulary
+
+__all__ = [
+    "MEMORY_THRESHOLD",
+    "MemoryCard",
+    "PairingPrompt",
+    "PromptLibrary",
+    "PromptSlot",
+    "PromptTemplate",
+    "load_prompt_library",
+    "match_memories",
+    "memory_scores",
+    "pair_prompts",
+]
+
+log = logging.getLogger(__name__)
+
+PROMPTS_JSON = DATA_DIR / "prompts.json"
+PHASES = ("settle", "deepen", "release", "aftercare")
+KINDS = ("song", "film")
+MEMORY_PHASES = frozenset({"settle", "deepen", "release"})
+MAX_USES_PER_MEMORY = 2
+
+# Weights of the two similarity signals and the bar a memory must clear to be named.
+BRIDGE_WEIGHT = 0.65
+TFIDF_WEIGHT = 0.35
+MEMORY_THRESHOLD = 0.30
+# Moods are broad ("grief" fits many memories); themes are specific, so they count more.
+MOOD_WEIGHT = 0.5
+THEME_WEIGHT = 1.0
+
+
+@dataclass(frozen=True)
+class MemoryCard:
+    """A memory the person wrote down, as the pairing sees it."""
+
+    id: str
+    title: str
+    text: str
+    tags: tuple[str, ...]
+    people: tuple[str, ...]
+    places: tuple[str, ...]
+    when: str | None
+
+
+@dataclass(frozen=True)
+class PromptSlot:
+    """One song or film in a session, with what the pairing needs to know about it."""
+
+    position: int
+    item_id: str
+    kind: str  # "song" | "film"
+    phase: str  # settle | deepen | release | aftercare
+    title: str
+    artist: str | None
+    director: str | None
+    tags: tuple[str, ...]  # mood and theme ids
+
+
+@dataclass(frozen=True)
+class PairingPrompt:
+    """What to do while a song plays or a film runs, perhaps naming one of the person's memories."""
+
+    technique: str
+    text: str
+    memory_id: str | None
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    id: str
+    technique: str
+    kinds: tuple[str, ...]
+    phases: tuple[str, ...]
+    memory: bool
+    only_in_crisis: bool
+    text: str
+
+    @property
+    def fields(self) -> frozenset[str]:
+        return frozenset(
+            name for _, name, _, _ in string.Formatter().parse(self.text) if name is not None
+        )
+
+
+@dataclass(frozen=True)
+class Technique:
+    id: str
+    label: str
+    care: str  # deepening | comfort | grounding | release | confide | aftercare
+    crisis_safe: bool
+
+
+class PromptLibrary:
+    """The prompt templates of ``data/prompts.json``."""
+
+    ALLOWED_FIELDS = frozenset({"title", "memory_title", "person", "place", "step", "step_lower"})
+
+    def __init__(self, techniques: dict[str, Technique], templates: list[PromptTemplate]):
+        self.techniques = techniques
+        self.templates = templates
+        for template in templates:
+            if template.technique not in techniques:
+                raise ValueError(f"template {template.id}: unknown technique {template.technique}")
+            unknown = template.fields - self.ALLOWED_FIELDS
+            if unknown:
+                raise ValueError(f"template {template.id}: unknown placeholders {sorted(unknown)}")
+            if template.memory != bool(template.fields & {"memory_title", "person", "place"}):
+                raise ValueError(f"template {template.id}: memory flag disagrees with its text")
+
+    @classmethod
+    def load(cls, path: Path = PROMPTS_JSON) -> PromptLibrary:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        techniques = {
+            tid: Technique(tid, t["label"], t["care"], bool(t["crisis_safe"]))
+            for tid, t in raw["techniques"].items()
+        }
+        counters: Counter[str] = Counter()
+        templates = []
+        for t in raw["templates"]:
+            counters[t["technique"]] += 1
+            templates.append(
+                PromptTemplate(
+                    id=f"{t['technique']}-{counters[t['technique']]}",
+                    technique=t["technique"],
+                    kinds=tuple(t["kinds"]),
+                    phases=tuple(t["phases"]),
+                    memory=bool(t["memory"]),
+                    only_in_crisis=bool(t.get("only_in_crisis", False)),
+                    text=t["text"],
+                )
+            )
+        return cls(techniques, templates)
+
+    def crisis_safe(self, technique: str) -> bool:
+        return self.techniques[technique].crisis_safe
+
+    def candidates(
+        self, kind: str, phase: str, *, crisis: bool, memory: bool
+    ) -> list[PromptTemplate]:
+        """Templates suiting a slot; in crisis only comfort, grounding, confide, aftercare."""
+        out = []
+        for template in self.templates:
+            if kind not in template.kinds or phase not in template.phases:
+                continue
+            if template.memory != memory:
+                continue
+            if crisis and not self.crisis_safe(template.technique):
+                continue
+            if template.only_in_crisis and not crisis:
+                continue
+            out.append(template)
+        if crisis:
+            # Where a technique has words written for a crisis, use only those.
+            crisis_written = {t.technique for t in out if t.only_in_crisis}
+            out = [t for t in out if t.only_in_crisis or t.technique not in crisis_written]
+        return out
+
+
+@lru_cache(maxsize=4)
+def load_prompt_library(path: Path = PROMPTS_JSON) -> PromptLibrary:
+    return PromptLibrary.load(path)
+
+
+# --------------------------------------------------------------------------------------------
+# Matching memories to slots by meaning.
+# --------------------------------------------------------------------------------------------
+
+
+def _concepts_of_tags(tags: tuple[str, ...] | list[str], vocabulary: Vocabulary) -> set[str]:
+    return {t for t in vocabulary.map_tags(list(tags)).tags if t in vocabulary.tag_ids}
+
+
+def _weighted(concepts: set[str], vocabulary: Vocabulary) -> dict[str, float]:
+    """Concepts as a weighted vector; themes also lend a little to the mood they imply."""
+    vector: dict[str, float] = {}
+    for concept in concepts:
+        weight = THEME_WEIGHT if vocabulary.is_theme(concept) else MOOD_WEIGHT
+        vector[concept] = max(vector.get(concept, 0.0), weight)
+        implied = THEME_MOODS.get(concept)
+        if implied:
+            vector[implied] = max(vector.get(implied, 0.0), MOOD_WEIGHT)
+    return vector
+
+
+def _cosine(a: dict[str, float], b: dict[str, float]) -> float:
+    if not a or not b:
+        return 0.0
+    dot = sum(weight * b.get(key, 0.0) for key, weight in a.items())
+    norm = (sum(w * w for w in a.values()) * sum(w * w for w in b.values())) ** 0.5
+    return dot / norm if norm else 0.0
+
+
+def _slot_concepts(slot: PromptSlot, vocabulary: Vocabulary) -> set[str]:
+    return _concepts_of_tags(slot.tags, vocabulary)
+
+
+def _memory_words(memory: MemoryCard) -> str:
+    parts = [memory.title, memory.text, *memory.tags, *memory.people, *memory.places]
+    if memory.when:
+        parts.append(memory.when)
+    return " . ".join(p for p in parts if p)
+
+
+def _memory_concepts(memory: MemoryCard, vocabulary: Vocabulary) -> set[str]:
+    moods, themes = vocabulary.infer_tags(_memory_words(memory))
+    return set(moods) | set(themes) | _concepts_of_tags(memory.tags, vocabulary)
+
+
+def _describe_tags(tags: set[str] | tuple[str, ...], vocabulary: Vocabulary) -> list[str]:
+    words = []
+    themes = {t.id: t for t in vocabulary.themes}
+    moods = {m.id: m for m in vocabulary.moods}
+    for tag in tags:
+        if tag in moods:
+            words.append(moods[tag].label)
+        elif tag in themes:
+            words.append(themes[tag].label)
+            words.extend(themes[tag].keywords)
+        else:
+            words.append(tag.replace("_", " "))
+    return words
+
+
+def _slot_document(slot: PromptSlot, vocabulary: Vocabulary) -> str:
+    parts = [slot.title, slot.artist or "", slot.director or ""]
+    parts.extend(_describe_tags(_concepts_of_tags(slot.tags, vocabulary) or slot.tags, vocabulary))
+    return " ".join(p for p in parts if p)
+
+
+def _memory_document(memory: MemoryCard, vocabulary: Vocabulary) -> str:
+    concepts = _memory_concepts(memory, vocabulary)
+    return " ".join([_memory_words(memory), *_describe_tags(concepts, vocabulary)])
+
+
+def _tfidf_similarity(left: list[str], right: list[str]) -> np.ndarray:
+    """Cosine similarity of every left document to every right one, words and char n-grams."""
+    corpus = left + right
+    blocks = []
+    for vectorizer in (
+        TfidfVectorizer(
+            analyzer="word",
+            ngram_range=(1, 2),
+            stop_words="english",
+            sublinear_tf=True,
+            token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z']+\b",
+        ),
+        TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True),
+    ):
+        try:
+            matrix = vectorizer.fit_transform(corpus)
+        except ValueError:  # nothing but stop words
+            continue
+        matrix = normalize(matrix)
+        blocks.append((matrix[: len(left)] @ matrix[len(left) :].T).toarray())
+    if not blocks:
+        return np.zeros((len(left), len(right)))
+    return np.mean(blocks, axis=0)
+
+
+def memory_scores(
+    slots: list[PromptSlot],
+    memories: list[MemoryCard],
+    request_text: str | None = None,
+    vocabulary: Vocabulary | None = None,
+) -> np.ndarray:
+    """How well each memory fits each slot, in [0, 1]; rows are slots, columns memories."""
+    if not slots or not memories:
+        return np.zeros((len(slots), len(memories)))
+    vocabulary = vocabulary or default_vocabulary()
+    slot_docs = [_slot_document(s, vocabulary) for s in slots]
+    memory_docs = [_memory_document(m, vocabulary) for m in memories]
+    tfidf = _tfidf_similarity(slot_docs, memory_docs)
+    slot_vectors = [_weighted(_slot_concepts(s, vocabulary), vocabulary) for s in slots]
+    memory_vectors = [_weighted(_memory_concepts(m, vocabulary), vocabulary) for m in memories]
+    bridge = np.array([[_cosine(sv, mv) for mv in memory_vectors] for sv in slot_vectors])
+    scores = BRIDGE_WEIGHT * bridge + TFIDF_WEIGHT * tfidf
+    if request_text:
+        # What the person asked for today nudges the memories it speaks of (never alone).
+        moods, themes = vocabulary.infer_tags(request_text)
+        request_vector = _weighted(set(moods) | set(themes), vocabulary)
+        nudge = np.array([_cosine(request_vector, mv) for mv in memory_vectors])
+        scores = scores + 0.1 * nudge[np.newaxis, :] * (scores > 0)
+    return np.clip(scores, 0.0, 1.0)
+
+
+def match_memories(
+    slots: list[PromptSlot],
+    memories: list[MemoryCard],
+    request_text: str | None = None,
+    threshold: float = MEMORY_THRESHOLD,
+) -> dict[int, MemoryCard]:
+    """Best memory for each slot that has one: above threshold, each memory at most twice.
+
+    Returns a mapping from the slot's index in ``slots`` to its memory. Aftercare slots never
+    get a memory: aftercare closes the session and does not reopen anything.
+    """
+    scores = memory_scores(slots, memories, request_text)
+    pairs = [
+        (float(scores[i, j]), i, j)
+        for i, slot in enumerate(slots)
+        if slot.phase in MEMORY_PHASES
+        for j in range(len(memories))
+        if scores[i, j] >= threshold
+    ]
+    # Highest score first; ties go to the earlier slot and the earlier memory.
+    pairs.sort(key=lambda p: (-p[0], p[1], p[2]))
+    chosen: dict[int, MemoryCard] = {}
+    uses: Counter[int] = Counter()
+    for _, i, j in pairs:
+        if i in chosen or uses[j] >= MAX_USES_PER_MEMORY:
+            continue
+        chosen[i] = memories[j]
+        uses[j] += 1
+    return chosen
+
+
+# --------------------------------------------------------------------------------------------
+# Choosing and filling templates.
+# --------------------------------------------------------------------------------------------
+
+
+def _memory_fields(memory: MemoryCard) -> dict[str, str]:
+    fields = {"memory_title": memory.title.strip()}
+    if memory.people:
+        fields["person"] = memory.people[0].strip()
+    if memory.places:
+        fields["place"] = memory.places[0].strip()
+    return {k: v for k, v in fields.items() if v}
+
+
+def _step_fields(step: str) -> dict[str, str]:
+    return {"step": step, "step_lower": step[:1].lower() + step[1:]}
+
+
+def _fill(template: PromptTemplate, fields: dict[str, str]) -> str:
+    text = template.text.format(**{name: fields[name] for name in template.fields})
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _weighted_choice(
+    rng: random.Random,
+    options: list[PromptTemplate],
+    technique_uses: Counter[str],
+    last: str | None,
+) -> PromptTemplate:
+    """Pick a template, favouring techniques used less so far and not the one just used."""
+    weights = []
+    for option in options:
+        weight = 1.0 / (1 + technique_uses[option.technique]) ** 2
+        if option.technique == last:
+            weight *= 0.2
+        weights.append(weight)
+    return rng.choices(options, weights=weights, k=1)[0]
+
+
+def pair_prompts(
+    slots: list[PromptSlot],
+    memories: list[MemoryCard],
+    request_text: str | None = None,
+    seed: int = 0,
+    crisis: bool = False,
+) -> list[PairingPrompt]:
+    """One prompt per slot, in the same order; deterministic for a given seed.
+
+    In crisis mode no deepening technique is offered and no memory is reopened: only
+    comfort, grounding, talking to someone and aftercare.
+    """
+    library = load_prompt_library()
+    rng = random.Random(seed)
+    matched = {} if crisis else match_memories(slots, memories, request_text)
+    used_templates: set[str] = set()
+    used_texts: set[str] = set()
+    used_steps: Counter[str] = Counter()
+    technique_uses: Counter[str] = Counter()
+    last_technique: str | None = None
+    prompts: list[PairingPrompt] = []
+
+    for index, slot in enumerate(slots):
+        kind = slot.kind if slot.kind in KINDS else "song"
+        phase = slot.phase if slot.phase in PHASES else "deepen"
+        memory = matched.get(index)
+        fields = {"title": slot.title}
+        options: list[PromptTemplate] = []
+        if memory is not None:
+            fields.update(_memory_fields(memory))
+            options = [
+                t
+                for t in library.candidates(kind, phase, crisis=crisis, memory=True)
+                if t.fields - {"step", "step_lower"} <= fields.keys()
+            ]
+            if not options:
+                memory = None
+        if memory is None:
+            options = library.candidates(kind, phase, crisis=crisis, memory=False)
+        if not options:  # an unknown phase/kind combination: fall back to plain comfort
+            options = library.candidates(kind, "settle", crisis=True, memory=False)
+
+        if phase == "aftercare" or any(
+            "step" in t.fields or "step_lower" in t.fields for t in options
+        ):
+            least = min(used_steps[s] for s in AFTERCARE_STEPS)
+            steps = [s for s in AFTERCARE_STEPS if used_steps[s] == least]
+            step = rng.choice(steps)
+            fields.update(_step_fields(step))
+        else:
+            step = None
+
+        fresh = [t for t in options if t.id not in used_templates]
+        pool = fresh or options
+        text = ""
+        template = pool[0]
+        for _ in range(len(pool) * 2):
+            template = _weighted_choice(rng, pool, technique_uses, last_technique)
+            text = _fill(template, fields)
+            if text not in used_texts:
+                break
+        else:
+            for candidate in pool:
+                template, text = candidate, _fill(candidate, fields)
+                if text not in used_texts:
+                    break
+        if text in used_texts:  # the same title twice with every variant spent
+            text = f"{text} (again, at your own pace)"
+
+        if step is not None and ("step" in template.fields or "step_lower" in template.fields):
+            used_steps[step] += 1
+        used_templates.add(template.id)
+        used_texts.add(text)
+        technique_uses[template.technique] += 1
+        last_technique = template.technique
+        prompts.append(
+            PairingPrompt(
+                technique=template.technique,
+                text=text,
+                memory_id=memory.id if memory is not None and template.memory else None,
+            )
+        )
+
+    log.debug(
+        "paired %d prompts, %d with a memory, crisis=%s",
+        len(prompts),
+        sum(p.memory_id is not None for p in prompts),
+        crisis,
+    )
+    return prompts
