@@ -1,0 +1,215 @@
+"""The prompt library and the pairing of prompts with memories."""
+
+import json
+import logging
+
+import pytest
+
+from recommender.care import AFTERCARE_STEPS
+from recommender.prompts import (
+    MAX_USES_PER_MEMORY,
+    PROMPTS_JSON,
+    MemoryCard,
+    PairingPrompt,
+    PromptSlot,
+    load_prompt_library,
+    match_memories,
+    pair_prompts,
+)
+
+CARE_TECHNIQUES = {
+    "tie_to_life",
+    "photos",
+    "old_messages",
+    "journaling",
+    "gratitude",
+    "walk",
+    "safe_place",
+    "confide",
+    "workout",
+    "watering_eyes",
+    "aftercare",
+}
+CRISIS_TECHNIQUES = {"comfort", "grounding", "confide", "gratitude", "aftercare"}
+DEEPENING = {"photos", "old_messages", "journaling", "tie_to_life", "watering_eyes"}
+
+DAD = MemoryCard(
+    id="dad",
+    title="Dad's fishing trips on the lake",
+    text="Every August we rowed out before dawn. He never caught much and never minded.",
+    tags=(),
+    people=("Dad",),
+    places=("Lake Tahoe",),
+    when="summers, 1998 to 2010",
+)
+CONCERT = MemoryCard(
+    id="concert",
+    title="My first concert, pure joy",
+    text="Screaming every word with Jess at fifteen.",
+    tags=("joy",),
+    people=("Jess",),
+    places=("Madison Square Garden",),
+    when="2009",
+)
+
+
+def slot(position, phase="deepen", kind="song", title=None, tags=("grief",)):
+    return PromptSlot(
+        position=position,
+        item_id=f"item-{position}",
+        kind=kind,
+        phase=phase,
+        title=title or f"Track {position}",
+        artist="Someone" if kind == "song" else None,
+        director="Someone" if kind == "film" else None,
+        tags=tuple(tags),
+    )
+
+
+def eight_slots(tags=("grief",)):
+    phases = ["settle", "settle", "deepen", "deepen", "deepen", "release", "release", "aftercare"]
+    kinds = ["song", "song", "song", "film", "song", "song", "film", "song"]
+    return [
+        slot(i, phase, kind, tags=tags)
+        for i, (phase, kind) in enumerate(zip(phases, kinds, strict=True))
+    ]
+
+
+def names_memory(prompt: PairingPrompt, memory: MemoryCard) -> bool:
+    return any(name in prompt.text for name in (memory.title, *memory.people, *memory.places))
+
+
+@pytest.mark.parametrize("technique", sorted(CARE_TECHNIQUES | CRISIS_TECHNIQUES))
+@pytest.mark.parametrize("kind", ["song", "film"])
+def test_every_technique_has_memoryless_templates_for_songs_and_films(technique, kind):
+    library = load_prompt_library()
+    templates = [t for t in library.templates if t.technique == technique and kind in t.kinds]
+    plain = [t for t in templates if not t.memory and not t.only_in_crisis]
+    assert len(plain) >= 2, f"{technique} needs several {kind} variants without a memory"
+    assert len({t.text for t in plain}) == len(plain)
+
+
+def test_memory_templates_name_the_memory():
+    library = load_prompt_library()
+    with_memory = [t for t in library.templates if t.memory]
+    assert {t.technique for t in with_memory} >= {
+        "photos",
+        "old_messages",
+        "journaling",
+        "gratitude",
+        "walk",
+        "confide",
+        "tie_to_life",
+    }
+    for template in with_memory:
+        assert template.fields & {"memory_title", "person", "place"}
+        assert "title" in template.fields
+
+
+def test_fragile_techniques_carry_their_warnings():
+    library = load_prompt_library()
+    assert all("breath" not in t.technique for t in library.templates)
+    notes = " ".join(json.loads(PROMPTS_JSON.read_text(encoding="utf-8"))["notes"]).lower()
+    assert "breathwork is left out" in notes and "supervision" in notes
+    for template in library.templates:
+        if template.technique == "watering_eyes":
+            assert "feel" in template.text or "memory" in template.text
+
+
+def test_session_of_eight_has_eight_prompts_and_no_repeated_text():
+    slots = eight_slots()
+    prompts = pair_prompts(slots, [DAD, CONCERT], seed=7)
+    assert len(prompts) == 8
+    assert len({p.text for p in prompts}) == 8
+    assert all(isinstance(p, PairingPrompt) for p in prompts)
+
+
+def test_repeated_titles_still_give_distinct_texts():
+    slots = [slot(i, "deepen", title="Same Song") for i in range(12)]
+    prompts = pair_prompts(slots, [], seed=1)
+    assert len({p.text for p in prompts}) == 12
+
+
+def test_pairing_is_deterministic_per_seed_and_varies_across_seeds():
+    slots = eight_slots()
+    first = pair_prompts(slots, [DAD], seed=3)
+    assert first == pair_prompts(slots, [DAD], seed=3)
+    texts = {tuple(p.text for p in pair_prompts(slots, [DAD], seed=s)) for s in range(5)}
+    assert len(texts) > 1
+
+
+def test_dads_fishing_trips_pair_with_a_loss_parent_song():
+    song = slot(0, "deepen", title="Dance with My Father", tags=("grief", "loss_parent"))
+    [prompt] = pair_prompts([song], [CONCERT, DAD], seed=0)
+    assert prompt.memory_id == "dad"
+    assert names_memory(prompt, DAD)
+
+
+def test_unrelated_joyful_memory_does_not_pair_with_a_grief_song():
+    song = slot(0, "deepen", title="Dance with My Father", tags=("grief", "loss_parent"))
+    [prompt] = pair_prompts([song], [CONCERT], seed=0)
+    assert prompt.memory_id is None
+    assert not names_memory(prompt, CONCERT)
+
+
+def test_a_memory_is_used_at_most_twice():
+    slots = [
+        slot(i, "deepen", title=f"Father song {i}", tags=("grief", "loss_parent")) for i in range(6)
+    ]
+    prompts = pair_prompts(slots, [DAD], seed=2)
+    used = [p.memory_id for p in prompts if p.memory_id]
+    assert used.count("dad") == MAX_USES_PER_MEMORY
+    assert len(match_memories(slots, [DAD])) == MAX_USES_PER_MEMORY
+
+
+def test_crisis_mode_offers_no_deepening_and_no_memories():
+    slots = eight_slots(tags=("grief", "loss_parent"))
+    for seed in range(10):
+        prompts = pair_prompts(slots, [DAD], seed=seed, crisis=True)
+        assert len(prompts) == 8
+        for prompt in prompts:
+            assert prompt.technique in CRISIS_TECHNIQUES, prompt.technique
+            assert prompt.technique not in DEEPENING
+            assert prompt.memory_id is None
+            assert not names_memory(prompt, DAD)
+
+
+def test_aftercare_slots_get_aftercare_prompts_and_never_a_memory():
+    slots = [
+        slot(i, "aftercare", kind=kind, tags=("joy", "grief", "loss_parent"))
+        for i, kind in enumerate(["song", "film", "song", "film"])
+    ]
+    prompts = pair_prompts(slots, [DAD], seed=4)
+    lowered_steps = [s[:1].lower() + s[1:] for s in AFTERCARE_STEPS]
+    for prompt in prompts:
+        assert prompt.technique == "aftercare"
+        assert prompt.memory_id is None
+        assert any(s in prompt.text for s in (*AFTERCARE_STEPS, *lowered_steps))
+    assert len({p.text for p in prompts}) == 4
+
+
+def test_grandma_and_dementia_bridge_to_ageing_memory_loss():
+    grandma = MemoryCard(
+        "gran",
+        "Sundays at Gran's",
+        "Grandma baking before the dementia came.",
+        (),
+        ("Grandma",),
+        ("her kitchen",),
+        None,
+    )
+    film = slot(0, "deepen", kind="film", title="Still Alice", tags=("ageing_memory_loss",))
+    heartbreak = slot(1, "deepen", title="Someone Like You", tags=("heartbreak", "breakup"))
+    prompts = pair_prompts([film, heartbreak], [grandma], seed=0)
+    assert prompts[0].memory_id == "gran"
+    assert prompts[1].memory_id is None
+
+
+def test_memory_text_is_never_logged(caplog):
+    secret = MemoryCard(
+        "s", "A private title", "Something nobody else should ever read.", (), ("Dad",), (), None
+    )
+    with caplog.at_level(logging.DEBUG):
+        pair_prompts([slot(0, tags=("grief", "loss_parent"))], [secret], request_text="my dad")
+    assert "nobody else" not in caplog.text
+    assert "private title" not in caplog.text
