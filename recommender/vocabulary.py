@@ -11,7 +11,6 @@ from pathlib import Path
 
 from recommender.paths import VOCABULARY_JSON
 
-
 THEME_MOODS = {
     "loss_parent": "grief",
     "loss_partner": "grief",

@@ -1,0 +1,100 @@
+"""People, their passwords and API tokens, and everything stored about them."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from recommender.errors import Conflict, InvalidInput, Unauthorised
+from recommender.store.models import (
+    ApiToken,
+    Ban,
+    CrySession,
+    Export,
+    Feedback,
+    Memory,
+    OAuthState,
+    Reaction,
+    SessionItem,
+    SpotifyConnection,
+    User,
+)
+
+MIN_PASSWORD = 8
+_hasher = PasswordHasher()
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def validate_username(username: str) -> str:
+    username = (username or "").strip()
+    if not 3 <= len(username) <= 64:
+        raise InvalidInput("username must be 3 to 64 characters")
+    if any(c.isspace() for c in username):
+        raise InvalidInput("username must not contain spaces")
+    return username
+
+
+def register(db: Session, username: str, password: str) -> User:
+    username = validate_username(username)
+    if len(password or "") < MIN_PASSWORD:
+        raise InvalidInput(f"password must be at least {MIN_PASSWORD} characters")
+    if db.scalar(select(User.id).where(User.username == username)):
+        raise Conflict(f"the username {username!r} is taken", code="username_taken")
+    user = User(username=username, password_hash=_hasher.hash(password))
+    db.add(user)
+    try:
+        db.commit()
+    except IntegrityError:
+        db.rollback()
+        raise Conflict(f"the username {username!r} is taken", code="username_taken") from None
+    return user
+
+
+def authenticate(db: Session, username: str, password: str) -> User:
+    user = db.scalar(select(User).where(User.username == (username or "").strip()))
+    if user is None:
+        _hasher.hash(password or "x")  # spend the same time either way
+        raise Unauthorised("wrong username or password", code="invalid_credentials")
+    try:
+        _hasher.verify(user.password_hash, password or "")
+    except (VerificationError, InvalidHashError):
+        raise Unauthorised("wrong username or password", code="invalid_credentials") from None
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = _hasher.hash(password)
+        db.commit()
+    return user
+
+
+def issue_token(db: Session, user: User) -> str:
+    token = secrets.token_urlsafe(32)
+    db.add(ApiToken(user_id=user.id, token_hash=_token_hash(token)))
+    db.commit()
+    return token
+
+
+def user_for_token(db: Session, token: str) -> User | None:
+    if not token:
+        return None
+    row = db.scalar(select(ApiToken).where(ApiToken.token_hash == _token_hash(token)))
+    return db.get(User, row.user_id) if row else None
+
+
+def delete_user(db: Session, user_id: str) -> None:
+    """Remove everything stored about a person, children first (works without cascades)."""
+    session_ids = select(CrySession.id).where(CrySession.user_id == user_id)
+    for model in (Reaction, Ban, Feedback, Export):
+        db.execute(delete(model).where(model.user_id == user_id))
+    db.execute(delete(SessionItem).where(SessionItem.session_id.in_(session_ids)))
+    for model in (CrySession, Memory, SpotifyConnection, OAuthState, ApiToken):
+        db.execute(delete(model).where(model.user_id == user_id))
+    db.execute(delete(User).where(User.id == user_id))
+    db.commit()

@@ -1,0 +1,274 @@
+"""Import catalogue items from the contract's CSV format into the store.
+
+Header (required): ``kind,title,artist,director,year,duration_s,tags,spotify_id``.
+Optional extra columns: ``intensity``, ``aftercare``, ``duration_estimated``, ``sources``.
+A bad row is reported with its line number (the header is line 1) and skipped; the good rows
+land. Re-importing the same file changes nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from tqdm import tqdm
+
+from recommender.catalog.identity import identity_key
+from recommender.store.catalog import bump_catalog_revision
+from recommender.store.models import CatalogItem, ItemTag, utcnow
+from recommender.vocabulary import Vocabulary, default_vocabulary
+
+REQUIRED_COLUMNS = (
+    "kind", "title", "artist", "director", "year", "duration_s", "tags", "spotify_id",
+)
+TYPICAL_DURATION_S = {"song": 240, "film": 6600}
+SPOTIFY_ID = re.compile(r"^(?:spotify:track:)?([0-9A-Za-z]{22})$")
+TRUE_WORDS = {"true", "1", "yes", "y"}
+FALSE_WORDS = {"false", "0", "no", "n", ""}
+
+
+class CatalogFileError(ValueError):
+    """The file as a whole cannot be imported (for example a wrong header)."""
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    line: int
+    message: str
+
+
+@dataclass
+class ImportReport:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    errors: list[RowProblem] = field(default_factory=list)
+    warnings: list[RowProblem] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.updated)
+
+
+@dataclass(frozen=True)
+class ItemRow:
+    """One validated CSV row."""
+
+    line: int
+    kind: str
+    title: str
+    artist: str | None
+    director: str | None
+    year: int | None
+    duration_s: int
+    duration_estimated: bool
+    tags: tuple[str, ...]
+    spotify_uri: str | None
+    intensity: int
+    aftercare: bool
+    sources: str | None
+
+    @property
+    def key(self) -> str:
+        return identity_key(self.kind, self.title, self.artist or self.director or "")
+
+
+def _int_cell(value: str, name: str, low: int, high: int) -> int | None:
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        number = int(float(value)) if re.fullmatch(r"\d+(\.0+)?", value) else int(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, got {value!r}") from None
+    if not low <= number <= high:
+        raise ValueError(f"{name} must be between {low} and {high}, got {number}")
+    return number
+
+
+def _bool_cell(value: str | None, name: str, default: bool) -> bool:
+    if value is None:
+        return default
+    folded = value.strip().lower()
+    if folded in TRUE_WORDS:
+        return True
+    if folded in FALSE_WORDS:
+        return default if folded == "" else False
+    raise ValueError(f"{name} must be true or false, got {value!r}")
+
+
+def parse_row(
+    line: int, raw: dict[str, str | None], vocabulary: Vocabulary
+) -> tuple[ItemRow, tuple[str, ...]]:
+    """Validate one row; returns the row and any free-form tags it kept."""
+    if None in raw:
+        raise ValueError("row has more cells than the header")
+    cells = {k: (v or "").strip() for k, v in raw.items()}
+    kind = cells["kind"].lower()
+    if kind not in ("song", "film"):
+        raise ValueError(f"kind must be 'song' or 'film', got {cells['kind']!r}")
+    title = cells["title"]
+    if not title:
+        raise ValueError("title is empty")
+    artist = cells["artist"] or None
+    director = cells["director"] or None
+    if kind == "song" and not artist:
+        raise ValueError("a song needs an artist")
+    if kind == "song":
+        director = None
+    else:
+        artist = None
+    year = _int_cell(cells["year"], "year", 1500, 2100)
+    duration = _int_cell(cells["duration_s"], "duration_s", 10, 6 * 3600)
+    estimated = _bool_cell(raw.get("duration_estimated"), "duration_estimated", duration is None)
+    if duration is None:
+        duration, estimated = TYPICAL_DURATION_S[kind], True
+    intensity = _int_cell(cells.get("intensity", ""), "intensity", 1, 5) or 3
+    aftercare = _bool_cell(raw.get("aftercare"), "aftercare", False)
+    spotify_uri = None
+    if cells["spotify_id"]:
+        if kind != "song":
+            raise ValueError("spotify_id applies to songs only")
+        match = SPOTIFY_ID.match(cells["spotify_id"])
+        if not match:
+            raise ValueError(f"spotify_id is not a Spotify track id: {cells['spotify_id']!r}")
+        spotify_uri = f"spotify:track:{match.group(1)}"
+    mapping = vocabulary.map_tags([t for t in cells["tags"].split(";") if t.strip()])
+    row = ItemRow(
+        line=line,
+        kind=kind,
+        title=title,
+        artist=artist,
+        director=director,
+        year=year,
+        duration_s=duration,
+        duration_estimated=estimated,
+        tags=mapping.tags,
+        spotify_uri=spotify_uri,
+        intensity=intensity,
+        aftercare=aftercare,
+        sources=cells.get("sources") or None,
+    )
+    return row, mapping.unknown
+
+
+def read_rows(
+    text_lines: Iterable[str], vocabulary: Vocabulary, report: ImportReport
+) -> Iterator[ItemRow]:
+    """Parse CSV text; bad rows go to ``report.errors`` with their line numbers."""
+    reader = csv.DictReader(text_lines)
+    header = reader.fieldnames or []
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise CatalogFileError(
+            f"line 1: the header lacks {', '.join(missing)}; expected {','.join(REQUIRED_COLUMNS)}"
+        )
+    for raw in reader:
+        line = reader.line_num
+        try:
+            row, unknown = parse_row(line, raw, vocabulary)
+        except ValueError as exc:
+            report.errors.append(RowProblem(line, str(exc)))
+            continue
+        if unknown:
+            report.warnings.append(
+                RowProblem(line, f"tags kept as free-form (not in the vocabulary): "
+                                 f"{', '.join(unknown)}")
+            )
+        yield row
+
+
+def _apply(item: CatalogItem, row: ItemRow) -> bool:
+    """Copy ``row`` onto ``item``; True when anything changed."""
+    changed = False
+    for name in ("kind", "title", "artist", "director", "year", "duration_s",
+                 "duration_estimated", "intensity", "aftercare", "sources"):
+        if getattr(item, name) != getattr(row, name):
+            setattr(item, name, getattr(row, name))
+            changed = True
+    # A linked Spotify URI is never erased by a file that lacks one.
+    if row.spotify_uri and item.spotify_uri != row.spotify_uri:
+        item.spotify_uri = row.spotify_uri
+        changed = True
+    if item.tag_list != list(row.tags):
+        item.tags.clear()
+        item.tags.extend(ItemTag(tag=t, position=i) for i, t in enumerate(row.tags))
+        changed = True
+    return changed
+
+
+def import_rows(
+    db: Session, rows: Iterable[ItemRow], report: ImportReport, *, batch_size: int = 2000
+) -> ImportReport:
+    """Upsert rows by identity key; later rows with the same identity update earlier ones."""
+    batch: dict[str, ItemRow] = {}
+
+    def flush() -> None:
+        existing = {
+            item.identity_key: item
+            for item in db.scalars(
+                select(CatalogItem).where(CatalogItem.identity_key.in_(list(batch)))
+            )
+        }
+        for key, row in batch.items():
+            item = existing.get(key)
+            if item is None:
+                item = CatalogItem(identity_key=key, tags=[])
+                _apply(item, row)
+                db.add(item)
+                report.added += 1
+            elif _apply(item, row):
+                item.updated_at = utcnow()
+                report.updated += 1
+            else:
+                report.unchanged += 1
+        db.flush()
+        batch.clear()
+
+    for row in rows:
+        if row.key in batch:
+            report.warnings.append(
+                RowProblem(row.line, "same song or film as an earlier row; the later row wins")
+            )
+            report.unchanged += 1
+        batch[row.key] = row
+        if len(batch) >= batch_size:
+            flush()
+    if batch:
+        flush()
+    if report.changed:
+        bump_catalog_revision(db)
+    return report
+
+
+def import_csv(
+    db: Session,
+    source: Path | str | io.TextIOBase,
+    *,
+    vocabulary: Vocabulary | None = None,
+    progress: bool = False,
+) -> ImportReport:
+    """Import a catalogue CSV file (a path or an open text stream) and commit."""
+    vocabulary = vocabulary or default_vocabulary()
+    report = ImportReport()
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        total = None
+        if progress:
+            with path.open("rb") as fh:
+                total = max(sum(1 for _ in fh) - 1, 0)
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            rows = read_rows(fh, vocabulary, report)
+            if progress:
+                rows = tqdm(rows, total=total, unit="rows", desc=f"importing {path.name}")
+            import_rows(db, rows, report)
+    else:
+        import_rows(db, read_rows(source, vocabulary, report), report)
+    db.commit()
+    return report

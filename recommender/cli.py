@@ -1,0 +1,118 @@
+"""The ``goodcry`` command line: serve, catalogue import and build, train."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+
+def _store():
+    """Engine and session factory for the configured database (same rules as the service)."""
+    from recommender.store.db import make_engine, make_session_factory
+
+    url = os.environ.get("GOODCRY_DATABASE_URL")
+    if not url:
+        from web import create_app  # the instance folder is the app's to decide
+
+        app = create_app({"PREPARE_STORE": False})
+        url = app.config["DATABASE_URL"]
+    engine = make_engine(url)
+    return engine, make_session_factory(engine)
+
+
+@click.group()
+def main() -> None:
+    """goodcry: cry sessions of sad songs and films, ranked for you."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+def serve(host: str, port: int, workers: int) -> None:
+    """Run the web service on gunicorn (migrating and loading the catalogue first)."""
+    from gunicorn.app.base import BaseApplication
+
+    from recommender.bootstrap import prepare_store
+
+    engine, factory = _store()
+    count = prepare_store(engine, factory)
+    engine.dispose()
+    click.echo(f"goodcry: database ready, {count} catalogue items", err=True)
+
+    class GoodcryServer(BaseApplication):
+        def load_config(self):
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", workers)
+            self.cfg.set("graceful_timeout", 10)
+            self.cfg.set("timeout", 60)
+            self.cfg.set("accesslog", None)
+
+        def load(self):
+            from web import create_app
+
+            return create_app({"PREPARE_STORE": False})
+
+    GoodcryServer().run()
+
+
+@main.group()
+def catalog() -> None:
+    """The catalogue of songs and films."""
+
+
+@catalog.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def catalog_import(file: Path, progress: bool) -> None:
+    """Add or update items from a CSV in the contract's format."""
+    from recommender.bootstrap import prepare_store
+    from recommender.catalog.importer import CatalogFileError, import_csv
+
+    engine, factory = _store()
+    prepare_store(engine, factory)
+    with factory() as db:
+        try:
+            report = import_csv(db, file, progress=progress)
+        except CatalogFileError as exc:
+            raise click.ClickException(f"{file}: {exc}") from None
+    for problem in report.errors:
+        click.echo(f"{file}:{problem.line}: skipped: {problem.message}", err=True)
+    for problem in report.warnings:
+        click.echo(f"{file}:{problem.line}: warning: {problem.message}", err=True)
+    click.echo(f"added {report.added}, updated {report.updated}, unchanged {report.unchanged}, "
+               f"skipped {len(report.errors)}")
+
+
+@catalog.command("build")
+def catalog_build() -> None:
+    """Rebuild data/catalog.csv from the editorial sources and annotations."""
+    from recommender.catalog.build import build_catalog
+    from recommender.paths import CATALOG_CSV, DATA_DIR
+
+    report = build_catalog(DATA_DIR / "editorial", CATALOG_CSV)
+    click.echo(str(report))
+
+
+@main.command()
+def train() -> None:
+    """Refit the ranking model on all stored feedback and serve it."""
+    from recommender import learning
+    from recommender.bootstrap import prepare_store
+    from recommender.cry_sessions import Recommender
+
+    engine, factory = _store()
+    prepare_store(engine, factory)
+    with factory() as db:
+        matrix = Recommender().matrix(db)
+        ranker, sidecar = learning.fit_ranker(db, matrix, Recommender().vocabulary)
+        version = learning.save_version(db, ranker, sidecar)
+    click.echo(f"trained {version} on {sidecar['n_feedback_reactions']} reactions and "
+               f"{sidecar['n_catalogue_examples']} catalogue examples; now serving it")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,360 @@
+"""Building, storing and rating cry sessions: the walk of one request through the rooms."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session, selectinload
+
+from recommender import learning
+from recommender.care import care_document, screen_texts
+from recommender.errors import InvalidInput, NotFound
+from recommender.features import (
+    PAIR_FEATURES,
+    ItemMatrix,
+    ItemRecord,
+    SessionRequest,
+    build_item_matrix,
+    pair_features,
+    request_vector,
+)
+from recommender.prompts import MemoryCard, PromptSlot, pair_prompts
+from recommender.ranker import CryRanker
+from recommender.session import assemble
+from recommender.store.catalog import all_items, catalog_revision
+from recommender.store.models import (
+    Ban,
+    CrySession,
+    Feedback,
+    Memory,
+    Reaction,
+    SessionItem,
+    iso,
+    utcnow,
+)
+from recommender.vocabulary import Vocabulary, default_vocabulary
+
+log = logging.getLogger(__name__)
+
+REACTIONS = ("cried", "moved", "neutral", "skipped", "never_again")
+# How a past reaction shifts the item's score for that person next time.
+AFFINITY = {"cried": 1.0, "moved": 0.6, "neutral": -0.2, "skipped": -0.8}
+EXPLORATION_NOISE = {"familiar": 0.0, "balanced": 0.15, "discover": 0.45}
+
+
+class Recommender:
+    """Per-process caches of the item matrix and the served model, refreshed from the store.
+
+    Nothing about a person is kept here: per-person state is read from the database on every
+    request, so any worker serves a person the same way.
+    """
+
+    def __init__(self, vocabulary: Vocabulary | None = None, model_check_s: float = 2.0):
+        self.vocabulary = vocabulary or default_vocabulary()
+        self.model_check_s = model_check_s
+        self._lock = threading.Lock()
+        self._matrix: ItemMatrix | None = None
+        self._model: tuple[str, CryRanker] | None = None
+        self._model_checked_at = 0.0
+
+    def matrix(self, db: Session) -> ItemMatrix:
+        revision = catalog_revision(db)
+        if self._matrix is None or self._matrix.revision != revision:
+            with self._lock:
+                if self._matrix is None or self._matrix.revision != revision:
+                    records = [
+                        ItemRecord(
+                            id=i.id, kind=i.kind, title=i.title, artist=i.artist,
+                            director=i.director, year=i.year, duration_s=i.duration_s,
+                            intensity=i.intensity, aftercare=i.aftercare,
+                            tags=tuple(i.tag_list), spotify_uri=i.spotify_uri,
+                        )
+                        for i in all_items(db)
+                    ]
+                    self._matrix = build_item_matrix(records, self.vocabulary, revision)
+        return self._matrix
+
+    def model(self, db: Session) -> tuple[str, CryRanker]:
+        now = time.monotonic()
+        if self._model is not None and now - self._model_checked_at < self.model_check_s:
+            return self._model
+        active = learning.active_version_name(db)
+        if self._model is None or self._model[0] != active:
+            loaded = learning.load_servable(db)
+            if loaded is None:
+                loaded = self._train_content_model(db)
+            self._model = loaded
+        self._model_checked_at = now
+        return self._model
+
+    def _train_content_model(self, db: Session) -> tuple[str, CryRanker]:
+        ranker, sidecar = learning.fit_ranker(None, self.matrix(db), self.vocabulary)
+        version = learning.save_version(db, ranker, sidecar)
+        log.info("trained the content model %s", version)
+        return version, ranker
+
+    def forget_model(self) -> None:
+        self._model = None
+
+
+@dataclass(frozen=True)
+class FeedbackInput:
+    reactions: Sequence[tuple[str, str]]
+    catharsis: int | None = None
+    mood_before: int | None = None
+    mood_after: int | None = None
+    note: str | None = None
+
+
+def _history(db: Session, user_id: str) -> tuple[dict[str, float], set[str], set[str]]:
+    """Per-item affinity from a person's past reactions, their bans, and items they were shown."""
+    affinity: dict[str, list[float]] = {}
+    for item_id, reaction in db.execute(
+        select(Reaction.item_id, Reaction.reaction).where(Reaction.user_id == user_id)
+    ):
+        if reaction in AFFINITY:
+            affinity.setdefault(item_id, []).append(AFFINITY[reaction])
+    bans = set(db.scalars(select(Ban.item_id).where(Ban.user_id == user_id)))
+    shown = set(db.scalars(
+        select(SessionItem.item_id).join(CrySession).where(CrySession.user_id == user_id)
+    ))
+    return {k: float(np.mean(v)) for k, v in affinity.items()}, bans, shown
+
+
+def _why(
+    rec: ItemRecord, phase: str, contributions: np.ndarray, vec, vocabulary: Vocabulary,
+    affinity: float | None, is_new: bool, exploration: str,
+) -> str:
+    """Name what actually drove an item's place, in a person's words."""
+    reasons: list[str] = []
+    if affinity is not None and affinity > 0.5:
+        reasons.append("it moved you before")
+    elif affinity is not None and affinity < 0:
+        reasons.append("a second chance for one you rated lower")
+    matched_moods = [vocabulary.label(t) for t in rec.tags if t in vec.mood_ids]
+    matched_themes = [vocabulary.label(t) for t in rec.tags if t in vec.theme_ids]
+    order = np.argsort(-contributions)
+    for j in order[:3]:
+        if contributions[j] <= 0:
+            continue
+        name = PAIR_FEATURES[j]
+        if name == "mood_match" and matched_moods:
+            reasons.append("matches " + " and ".join(f"'{m.lower()}'" for m in matched_moods[:2]))
+        elif name == "theme_match" and matched_themes:
+            reasons.append("about " + " and ".join(t.lower() for t in matched_themes[:2]))
+        elif name == "text_match" and contributions[j] > 0.05:
+            reasons.append("close to the words you wrote")
+        elif name == "intensity_fit" and not reasons:
+            reasons.append("at the intensity you asked for")
+    if phase == "aftercare":
+        reasons = ["a gentle lift to close the session", *reasons[:1]]
+    elif phase == "settle":
+        reasons.append("a soft way in")
+    elif rec.kind == "film":
+        reasons.append("a film that fits your time as the centrepiece")
+    if is_new and exploration == "discover" and phase != "aftercare":
+        reasons.append("something new to try")
+    text = "; ".join(dict.fromkeys(reasons)) or "a well-loved tear-jerker"
+    return text[0].upper() + text[1:] + "."
+
+
+def create_session(
+    db: Session, rec: Recommender, user_id: str, request: SessionRequest, *, seed: int | None = None
+) -> CrySession:
+    """Build a cry session for ``user_id`` from ``request`` and store it."""
+    vocabulary = rec.vocabulary
+    verdict = screen_texts(request.prompt)
+    matrix = rec.matrix(db)
+    if not len(matrix):
+        raise InvalidInput("the catalogue is empty: import one first", code="catalog_empty")
+    version, ranker = rec.model(db)
+    vec = request_vector(request, matrix, vocabulary)
+    if not vec.mood_ids and not vec.theme_ids and not (request.prompt and vec.text.nnz):
+        # Words that map to nothing we know still deserve a session: start from release.
+        vec = request_vector(
+            SessionRequest(moods=("release",), prompt=request.prompt,
+                           intensity=request.intensity), matrix, vocabulary)
+    X = pair_features(matrix, vec)
+    scores = ranker.score_items(X).astype(np.float64)
+    contributions = ranker.contributions(X)
+
+    affinity, bans, shown = _history(db, user_id)
+    for item_id, value in affinity.items():
+        row = matrix.index.get(item_id)
+        if row is not None:
+            weight = 1.0 if request.exploration == "familiar" else 0.6
+            scores[row] += weight * value
+    rng = np.random.default_rng(seed)
+    noise = EXPLORATION_NOISE.get(request.exploration, 0.15)
+    if noise:
+        scores += rng.gumbel(0.0, noise, size=len(scores))
+    if request.exploration == "discover" and shown:
+        unseen = np.array([r.id not in shown for r in matrix.records])
+        scores += 0.3 * unseen
+    banned_rows = {matrix.index[i] for i in bans if i in matrix.index}
+
+    plan = assemble(
+        matrix, scores, minutes=request.minutes, intensity=request.intensity,
+        include_films=request.include_films, crisis=verdict.crisis, banned_rows=banned_rows,
+    )
+    memories = db.scalars(select(Memory).where(Memory.user_id == user_id)
+                          .order_by(Memory.created_at)).all()
+    cards = [
+        MemoryCard(id=m.id, title=m.title, text=m.text or "", tags=tuple(m.tags or ()),
+                   people=tuple(m.people or ()), places=tuple(m.places or ()), when=m.when)
+        for m in memories
+    ]
+    slots = [
+        PromptSlot(position=pos, item_id=matrix.records[p.row].id,
+                   kind=matrix.records[p.row].kind, phase=p.phase,
+                   title=matrix.records[p.row].title, artist=matrix.records[p.row].artist,
+                   director=matrix.records[p.row].director, tags=matrix.records[p.row].tags)
+        for pos, p in enumerate(plan.placements, start=1)
+    ]
+    prompts = pair_prompts(slots, cards, request_text=request.prompt,
+                           seed=int(rng.integers(0, 2**31)), crisis=verdict.crisis)
+
+    session = CrySession(
+        user_id=user_id,
+        model_version=version,
+        request={
+            "moods": list(request.moods), "prompt": request.prompt, "minutes": request.minutes,
+            "intensity": request.intensity, "include_films": request.include_films,
+            "exploration": request.exploration,
+        },
+        moods=list(vec.mood_ids),
+        themes=list(vec.theme_ids),
+        total_duration_s=plan.total_duration_s,
+        care=care_document(verdict),
+    )
+    for slot, placement, prompt in zip(slots, plan.placements, prompts, strict=True):
+        record = matrix.records[placement.row]
+        session.items.append(SessionItem(
+            position=slot.position, item_id=record.id, phase=placement.phase,
+            technique=prompt.technique, prompt_text=prompt.text, memory_id=prompt.memory_id,
+            why=_why(record, placement.phase, contributions[placement.row], vec, vocabulary,
+                     affinity.get(record.id), record.id not in shown, request.exploration),
+            score=float(placement.score),
+        ))
+    db.add(session)
+    db.commit()
+    return session
+
+
+def get_session(db: Session, user_id: str, session_id: str) -> CrySession:
+    """The caller's own session; someone else's is as good as missing."""
+    session = db.scalar(
+        select(CrySession)
+        .where(CrySession.id == session_id, CrySession.user_id == user_id)
+        .options(selectinload(CrySession.items).selectinload(SessionItem.item),
+                 selectinload(CrySession.feedback))
+    )
+    if session is None:
+        raise NotFound(f"no session {session_id!r}")
+    return session
+
+
+def list_sessions(db: Session, user_id: str) -> list[CrySession]:
+    return list(db.scalars(
+        select(CrySession).where(CrySession.user_id == user_id)
+        .order_by(CrySession.created_at.desc(), CrySession.id.desc())
+        .options(selectinload(CrySession.items).selectinload(SessionItem.item),
+                 selectinload(CrySession.feedback))
+    ))
+
+
+def session_document(session: CrySession) -> dict:
+    """The contract's session document."""
+    items = []
+    for si in session.items:
+        item = si.item
+        items.append({
+            "position": si.position,
+            "item_id": item.id,
+            "kind": item.kind,
+            "title": item.title,
+            "artist": item.artist if item.kind == "song" else None,
+            "director": item.director if item.kind == "film" else None,
+            "year": item.year,
+            "duration_s": item.duration_s,
+            "tags": item.tag_list,
+            "phase": si.phase,
+            "prompt": {"technique": si.technique, "text": si.prompt_text,
+                       "memory_id": si.memory_id},
+            "why": si.why,
+            "spotify_uri": item.spotify_uri,
+        })
+    return {
+        "id": session.id,
+        "created_at": iso(session.created_at),
+        "model_version": session.model_version,
+        "moods": list(session.moods),
+        "themes": list(session.themes or []),
+        "request": dict(session.request),
+        "total_duration_s": session.total_duration_s,
+        "care": dict(session.care),
+        "items": items,
+    }
+
+
+def feedback_document(feedback: Feedback | None, reactions: list[Reaction]) -> dict | None:
+    if feedback is None:
+        return None
+    return {
+        "reactions": [{"item_id": r.item_id, "reaction": r.reaction} for r in reactions],
+        "catharsis": feedback.catharsis,
+        "mood_before": feedback.mood_before,
+        "mood_after": feedback.mood_after,
+        "note": feedback.note,
+        "updated_at": iso(feedback.updated_at),
+    }
+
+
+def session_reactions(db: Session, session_id: str) -> list[Reaction]:
+    return list(db.scalars(select(Reaction).where(Reaction.session_id == session_id)
+                           .order_by(Reaction.id)))
+
+
+def record_feedback(db: Session, user_id: str, session_id: str, fb: FeedbackInput) -> int:
+    """Store how a session went; sent again, it replaces what was there (no double counting).
+
+    ``never_again`` bans the item for this person in every later session. Nothing is changed
+    when any part of the feedback is invalid.
+    """
+    session = get_session(db, user_id, session_id)
+    in_session = {si.item_id for si in session.items}
+    seen: set[str] = set()
+    for item_id, reaction in fb.reactions:
+        if reaction not in REACTIONS:
+            raise InvalidInput(f"reaction for {item_id!r} must be one of {', '.join(REACTIONS)}")
+        if item_id not in in_session:
+            raise InvalidInput(f"item {item_id!r} is not part of session {session_id!r}")
+        if item_id in seen:
+            raise InvalidInput(f"item {item_id!r} has more than one reaction")
+        seen.add(item_id)
+
+    db.execute(delete(Reaction).where(Reaction.session_id == session.id))
+    db.execute(delete(Ban).where(Ban.session_id == session.id, Ban.user_id == user_id))
+    now = utcnow()
+    for item_id, reaction in fb.reactions:
+        db.add(Reaction(session_id=session.id, user_id=user_id, item_id=item_id,
+                        reaction=reaction, created_at=now))
+        if reaction == "never_again" and db.get(Ban, (user_id, item_id)) is None:
+            db.add(Ban(user_id=user_id, item_id=item_id, session_id=session.id))
+    feedback = db.get(Feedback, session.id)
+    if feedback is None:
+        feedback = Feedback(session_id=session.id, user_id=user_id, created_at=now)
+        db.add(feedback)
+    feedback.catharsis = fb.catharsis
+    feedback.mood_before = fb.mood_before
+    feedback.mood_after = fb.mood_after
+    feedback.note = fb.note
+    feedback.updated_at = now
+    db.commit()
+    return len(fb.reactions)

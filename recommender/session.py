@@ -1,0 +1,150 @@
+"""Session assembly: the arc (settle -> deepen -> release -> aftercare) fitted to the minutes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from recommender.features import ItemMatrix
+
+PHASES = ("settle", "deepen", "release", "aftercare")
+# Share of the song time (after the film and the aftercare item) each phase gets.
+PHASE_SHARE = {"settle": 0.25, "deepen": 0.45, "release": 0.30}
+CRISIS_SHARE = {"settle": 0.5, "release": 0.5}
+MAX_PER_MAKER = 2
+# A film is the centrepiece only when this much song time is left around it.
+FILM_MARGIN_S = 8 * 60
+
+
+@dataclass(frozen=True)
+class Placement:
+    row: int
+    phase: str
+    score: float
+
+
+@dataclass(frozen=True)
+class ArcPlan:
+    placements: list[Placement]
+    total_duration_s: int
+
+
+def _phase_target(phase: str, intensity: int) -> float:
+    if phase == "deepen":
+        return float(intensity)
+    if phase == "settle":
+        return max(1.0, intensity - 1.5)
+    return max(1.0, intensity - 1.0)
+
+
+def assemble(
+    matrix: ItemMatrix,
+    scores: np.ndarray,
+    *,
+    minutes: int,
+    intensity: int,
+    include_films: bool,
+    crisis: bool,
+    banned_rows: set[int],
+) -> ArcPlan:
+    """Choose and order items for a session from per-item ``scores`` (one per matrix row).
+
+    The total duration never exceeds ``minutes``; the last item is always an aftercare item;
+    at most two items share an artist or director; banned rows never appear; a crisis
+    session holds no deepen items and nothing about suicide.
+    """
+    budget = minutes * 60
+    n = len(matrix)
+    allowed = np.ones(n, dtype=bool)
+    if banned_rows:
+        allowed[list(banned_rows)] = False
+    # Intensity caps how deep a session goes: nothing harder than asked for, except that
+    # from intensity 3 up the deepen phase may go one step further at its peak.
+    cap = 2 if crisis else intensity
+    deepen_cap = cap if crisis or intensity < 3 else min(5, intensity + 1)
+    allowed &= matrix.intensity <= deepen_cap
+    if crisis:
+        allowed &= ~matrix.has_suicide_theme
+    used_makers: dict[str, int] = {}
+    chosen: set[int] = set()
+
+    def maker_ok(row: int) -> bool:
+        maker = matrix.maker[row]
+        return not maker or used_makers.get(maker, 0) < MAX_PER_MAKER
+
+    def take(row: int) -> None:
+        chosen.add(row)
+        maker = matrix.maker[row]
+        if maker:
+            used_makers[maker] = used_makers.get(maker, 0) + 1
+
+    # 1. Aftercare: the best-fitting uplifting song that fits the time.
+    care_rows = np.flatnonzero(allowed & matrix.aftercare & ~matrix.is_film
+                               & (matrix.duration_s <= budget))
+    if len(care_rows) == 0:
+        care_rows = np.flatnonzero(matrix.aftercare & ~matrix.is_film
+                                   & (matrix.duration_s <= budget))
+    if len(care_rows) == 0:
+        raise ValueError(f"no aftercare song fits in {minutes} minutes")
+    aftercare_row = int(care_rows[np.argmax(scores[care_rows])])
+    take(aftercare_row)
+    remaining = budget - int(matrix.duration_s[aftercare_row])
+
+    sad = allowed & ~matrix.aftercare
+    placements: dict[str, list[Placement]] = {p: [] for p in PHASES}
+    placements["aftercare"].append(Placement(aftercare_row, "aftercare",
+                                             float(scores[aftercare_row])))
+
+    # 2. A film as the centrepiece of the deepen phase, when it fits.
+    if include_films and not crisis:
+        films = np.flatnonzero(sad & matrix.is_film
+                               & (matrix.duration_s <= remaining - FILM_MARGIN_S))
+        if len(films):
+            film = int(films[np.argmax(scores[films])])
+            take(film)
+            remaining -= int(matrix.duration_s[film])
+            placements["deepen"].append(Placement(film, "deepen", float(scores[film])))
+
+    # 3. Songs, phase by phase, each phase preferring its own intensity.
+    songs = np.flatnonzero(sad & ~matrix.is_film)
+    shares = CRISIS_SHARE if crisis else PHASE_SHARE
+    song_budget = remaining
+    carry = 0
+    for phase, share in shares.items():
+        phase_budget = int(song_budget * share) + carry
+        target = _phase_target(phase, intensity)
+        phase_cap = deepen_cap if phase == "deepen" else cap
+        adjusted = scores[songs] - 0.35 * np.abs(matrix.intensity[songs] - target)
+        adjusted[matrix.intensity[songs] > phase_cap] = -np.inf
+        spent = 0
+        for k in np.argsort(-adjusted, kind="stable"):
+            if not np.isfinite(adjusted[k]):
+                break
+            row = int(songs[k])
+            dur = int(matrix.duration_s[row])
+            if row in chosen or dur > phase_budget - spent or dur > remaining:
+                continue
+            if not maker_ok(row):
+                continue
+            take(row)
+            spent += dur
+            remaining -= dur
+            placements[phase].append(Placement(row, phase, float(scores[row])))
+            if phase_budget - spent < 90:
+                break
+        carry = phase_budget - spent
+
+    # Order within phases: settle and deepen climb in intensity (film last in deepen),
+    # release comes down again.
+    def key_up(p: Placement) -> tuple:
+        return (bool(matrix.is_film[p.row]), float(matrix.intensity[p.row]), -p.score)
+
+    ordered: list[Placement] = []
+    ordered += sorted(placements["settle"], key=key_up)
+    ordered += sorted(placements["deepen"], key=key_up)
+    ordered += sorted(placements["release"],
+                      key=lambda p: (-float(matrix.intensity[p.row]), -p.score))
+    ordered += placements["aftercare"]
+    total = int(sum(int(matrix.duration_s[p.row]) for p in ordered))
+    return ArcPlan(ordered, total)
