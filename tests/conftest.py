@@ -1,0 +1,114 @@
+"""Fixtures: the real app on a real database, prepared once and copied per test."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from recommender.bootstrap import prepare_store
+from recommender.cry_sessions import Recommender
+from recommender.store.db import make_engine, make_session_factory
+from tests.fakes.spotify_server import spotify_server  # noqa: F401  (a fixture)
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="session")
+def template_db(tmp_path_factory) -> Path:
+    """A migrated SQLite database with the bundled catalogue and the content model."""
+    path = tmp_path_factory.mktemp("template") / "goodcry.sqlite"
+    engine = make_engine(f"sqlite:///{path}")
+    factory = make_session_factory(engine)
+    prepare_store(engine, factory)
+    with factory() as db:
+        Recommender().model(db)  # trains and stores the content model once
+    engine.dispose()
+    return path
+
+
+@pytest.fixture
+def database_url(template_db, tmp_path) -> str:
+    target = tmp_path / "goodcry.sqlite"
+    shutil.copy(template_db, target)
+    return f"sqlite:///{target}"
+
+
+@pytest.fixture
+def app(database_url, tmp_path):
+    from web import create_app
+
+    os.environ.pop("GOODCRY_DATABASE_URL", None)
+    app = create_app({
+        "TESTING": True,
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": "test-secret-key-not-for-production",
+    })
+    yield app
+    app.extensions["goodcry"].engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+class ApiUser:
+    """A registered person talking to the API through the test client."""
+
+    def __init__(self, client, username: str):
+        self.client = client
+        self.username = username
+        answer = client.post("/api/v1/auth/register",
+                             json={"username": username, "password": PASSWORD})
+        assert answer.status_code == 201, answer.get_json()
+        self.user_id = answer.get_json()["user_id"]
+        self.token = answer.get_json()["token"]
+
+    @property
+    def headers(self) -> dict:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def get(self, path, **kw):
+        return self.client.get(path, headers=self.headers, **kw)
+
+    def post(self, path, **kw):
+        return self.client.post(path, headers=self.headers, **kw)
+
+    def patch(self, path, **kw):
+        return self.client.patch(path, headers=self.headers, **kw)
+
+    def delete(self, path, **kw):
+        return self.client.delete(path, headers=self.headers, **kw)
+
+    def new_session(self, **body) -> dict:
+        body = {"moods": ["grief"], "minutes": 45, **body}
+        answer = self.post("/api/v1/sessions", json=body)
+        assert answer.status_code == 201, answer.get_json()
+        return answer.get_json()
+
+
+@pytest.fixture
+def alice(client) -> ApiUser:
+    return ApiUser(client, "alice")
+
+
+@pytest.fixture
+def bob(client) -> ApiUser:
+    return ApiUser(client, "bob")
+
+
+def assert_error(answer, status: int, code: str | None = None, mentions: str | None = None):
+    """The contract's error envelope, with the expected status (and code, and words)."""
+    assert answer.status_code == status, (answer.status_code, answer.get_data(as_text=True))
+    body = answer.get_json()
+    assert set(body) == {"error"}, body
+    assert isinstance(body["error"]["code"], str) and body["error"]["code"]
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    if code:
+        assert body["error"]["code"] == code, body
+    if mentions:
+        assert mentions in body["error"]["message"], body
+    return body["error"]

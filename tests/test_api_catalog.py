@@ -1,0 +1,38 @@
+"""GET /api/v1/items."""
+
+from tests.conftest import assert_error
+
+
+def test_items_page_and_total(alice):
+    body = alice.get("/api/v1/items?limit=10").get_json()
+    assert len(body["items"]) == 10
+    assert body["total"] >= 440
+    item = body["items"][0]
+    for key in ("item_id", "kind", "title", "artist", "director", "year", "duration_s", "tags",
+                "spotify_uri", "aftercare"):
+        assert key in item
+
+
+def test_items_filter_by_kind_mood_and_words(alice):
+    films = alice.get("/api/v1/items?kind=film&limit=200").get_json()
+    assert films["total"] >= 100
+    assert all(i["kind"] == "film" and i["artist"] is None for i in films["items"])
+    grief = alice.get("/api/v1/items?mood=grief&limit=200").get_json()
+    assert grief["total"] > 0 and all("grief" in i["tags"] for i in grief["items"])
+    tears = alice.get("/api/v1/items?q=tears%20in%20heaven").get_json()
+    assert any(i["title"] == "Tears in Heaven" and i["artist"] == "Eric Clapton"
+               for i in tears["items"])
+
+
+def test_offset_pages_do_not_overlap(alice):
+    first = alice.get("/api/v1/items?limit=20&offset=0").get_json()["items"]
+    second = alice.get("/api/v1/items?limit=20&offset=20").get_json()["items"]
+    assert not {i["item_id"] for i in first} & {i["item_id"] for i in second}
+
+
+def test_out_of_range_query_is_422(alice):
+    assert_error(alice.get("/api/v1/items?limit=0"), 422, mentions="limit")
+    assert_error(alice.get("/api/v1/items?limit=201"), 422, mentions="limit")
+    assert_error(alice.get("/api/v1/items?offset=-1"), 422, mentions="offset")
+    assert_error(alice.get("/api/v1/items?kind=podcast"), 422, mentions="kind")
+    assert_error(alice.get("/api/v1/items?mood=elated"), 422, mentions="elated")
