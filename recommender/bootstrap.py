@@ -8,6 +8,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from recommender.catalog.importer import import_csv
+from recommender.cry_sessions import Recommender
+from recommender.learning import active_version_name
 from recommender.paths import CATALOG_CSV
 from recommender.store.catalog import count_items
 from recommender.store.db import upgrade
@@ -16,7 +18,8 @@ log = logging.getLogger(__name__)
 
 
 def prepare_store(engine: Engine, session_factory: sessionmaker[Session]) -> int:
-    """Migrate the schema and load the bundled catalogue if the store has none.
+    """Migrate the schema, load the bundled catalogue if the store has none, and make sure a
+    model is there to serve (the content model, trained once, before any worker starts).
 
     Returns the number of catalogue items afterwards.
     """
@@ -27,4 +30,6 @@ def prepare_store(engine: Engine, session_factory: sessionmaker[Session]) -> int
             report = import_csv(db, CATALOG_CSV)
             log.info("loaded the bundled catalogue: %d items", report.added)
             count = count_items(db)
+        if count and active_version_name(db) is None:
+            Recommender().model(db)
     return count

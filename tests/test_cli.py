@@ -127,9 +127,9 @@ def test_serve_runs_gunicorn_and_stops_on_sigterm(tmp_path):
         health = None
         while time.monotonic() < deadline:
             try:
-                health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+                health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=30)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
                 time.sleep(0.3)
         assert health is not None and health.status_code == 200
         assert health.json()["catalog_items"] >= 440
