@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -84,10 +85,14 @@ class CatalogItem(Base):
     duration_estimated: Mapped[bool] = mapped_column(Boolean, default=True)
     intensity: Mapped[int] = mapped_column(Integer, default=3)
     aftercare: Mapped[bool] = mapped_column(Boolean, default=False)
-    spotify_uri: Mapped[str | None] = mapped_column(String(100))
+    spotify_uri: Mapped[str | None] = mapped_column(String(100), index=True)
     sources: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # 0002: the recording's ISRC once linked to Spotify; ``shared`` is False for tracks known
+    # only from someone's Spotify library (kept out of the catalogue everyone sees).
+    isrc: Mapped[str | None] = mapped_column(String(16), index=True)
+    shared: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
     tags: Mapped[list[ItemTag]] = relationship(
         back_populates="item", cascade="all, delete-orphan", order_by="ItemTag.position"
@@ -108,6 +113,50 @@ class ItemTag(Base):
     position: Mapped[int] = mapped_column(Integer, default=0)
 
     item: Mapped[CatalogItem] = relationship(back_populates="tags")
+
+
+class LibraryItem(Base):
+    """An item in one person's own library, and where it came from (0002)."""
+
+    __tablename__ = "library_items"
+
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    item_id: Mapped[str] = mapped_column(
+        ForeignKey("items.id", ondelete="CASCADE"), primary_key=True
+    )
+    source: Mapped[str] = mapped_column(String(32), primary_key=True)  # spotify_top, ...
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    item: Mapped[CatalogItem] = relationship()
+
+
+class SpotifyLookup(Base):
+    """The cached outcome of searching Spotify for a catalogue song (0002)."""
+
+    __tablename__ = "spotify_lookups"
+
+    item_id: Mapped[str] = mapped_column(
+        ForeignKey("items.id", ondelete="CASCADE"), primary_key=True
+    )
+    status: Mapped[str] = mapped_column(String(16))  # matched | unmatched
+    spotify_uri: Mapped[str | None] = mapped_column(String(100))
+    isrc: Mapped[str | None] = mapped_column(String(16))
+    score: Mapped[float | None] = mapped_column(Float)
+    checked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class LastfmTags(Base):
+    """Cached Last.fm top tags for a track or an artist (0002); ``found`` False: not known."""
+
+    __tablename__ = "lastfm_tags"
+
+    key: Mapped[str] = mapped_column(String(700), primary_key=True)
+    found: Mapped[bool] = mapped_column(Boolean)
+    tags: Mapped[list] = mapped_column(JSON, default=list)  # [[name, count], ...]
+    fetched_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class Memory(Base):
