@@ -15,13 +15,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
 from recommender.catalog.identity import identity_key
 from recommender.store.catalog import bump_catalog_revision
-from recommender.store.models import CatalogItem, ItemTag, utcnow
+from recommender.store.models import CatalogItem, ItemTag, new_id, utcnow
 from recommender.vocabulary import Vocabulary, default_vocabulary
 
 REQUIRED_COLUMNS = (
@@ -184,51 +184,91 @@ def read_rows(
         yield row
 
 
-def _apply(item: CatalogItem, row: ItemRow) -> bool:
-    """Copy ``row`` onto ``item``; True when anything changed."""
-    changed = False
-    for name in ("kind", "title", "artist", "director", "year", "duration_s",
-                 "duration_estimated", "intensity", "aftercare", "sources"):
-        if getattr(item, name) != getattr(row, name):
-            setattr(item, name, getattr(row, name))
-            changed = True
+ITEM_FIELDS = ("kind", "title", "artist", "director", "year", "duration_s",
+               "duration_estimated", "intensity", "aftercare", "sources")
+# Identity keys looked up per query (well under every database's bound-parameter limit).
+LOOKUP_CHUNK = 900
+
+
+def _existing(db: Session, keys: list[str]) -> dict[str, dict]:
+    """Stored items for ``keys`` as plain dicts (with their ordered tags), by identity key."""
+    items = CatalogItem.__table__
+    tags = ItemTag.__table__
+    found: dict[str, dict] = {}
+    for start in range(0, len(keys), LOOKUP_CHUNK):
+        chunk = keys[start:start + LOOKUP_CHUNK]
+        rows = db.execute(select(items).where(items.c.identity_key.in_(chunk))).mappings()
+        by_id = {}
+        for row in rows:
+            entry = dict(row)
+            entry["tags"] = []
+            found[entry["identity_key"]] = entry
+            by_id[entry["id"]] = entry
+        if by_id:
+            for item_id, tag in db.execute(
+                select(tags.c.item_id, tags.c.tag).where(tags.c.item_id.in_(list(by_id)))
+                .order_by(tags.c.item_id, tags.c.position)
+            ):
+                by_id[item_id]["tags"].append(tag)
+    return found
+
+
+def _changes(stored: dict, row: ItemRow) -> dict:
+    """The item columns ``row`` would change on ``stored``."""
+    values = {name: getattr(row, name) for name in ITEM_FIELDS
+              if stored[name] != getattr(row, name)}
     # A linked Spotify URI is never erased by a file that lacks one.
-    if row.spotify_uri and item.spotify_uri != row.spotify_uri:
-        item.spotify_uri = row.spotify_uri
-        changed = True
-    if item.tag_list != list(row.tags):
-        item.tags.clear()
-        item.tags.extend(ItemTag(tag=t, position=i) for i, t in enumerate(row.tags))
-        changed = True
-    return changed
+    if row.spotify_uri and stored["spotify_uri"] != row.spotify_uri:
+        values["spotify_uri"] = row.spotify_uri
+    return values
 
 
 def import_rows(
-    db: Session, rows: Iterable[ItemRow], report: ImportReport, *, batch_size: int = 2000
+    db: Session, rows: Iterable[ItemRow], report: ImportReport, *, batch_size: int = 5000
 ) -> ImportReport:
-    """Upsert rows by identity key; later rows with the same identity update earlier ones."""
+    """Upsert rows by identity key; later rows with the same identity update earlier ones.
+
+    Works in batches with SQLAlchemy Core: one look-up of the batch's identity keys, then
+    bulk inserts of new items and their tags, and an update only for items that changed.
+    """
+    items = CatalogItem.__table__
+    tags = ItemTag.__table__
     batch: dict[str, ItemRow] = {}
 
     def flush() -> None:
-        existing = {
-            item.identity_key: item
-            for item in db.scalars(
-                select(CatalogItem).where(CatalogItem.identity_key.in_(list(batch)))
-            )
-        }
+        existing = _existing(db, list(batch))
+        now = utcnow()
+        new_items: list[dict] = []
+        new_tags: list[dict] = []
         for key, row in batch.items():
-            item = existing.get(key)
-            if item is None:
-                item = CatalogItem(identity_key=key, tags=[])
-                _apply(item, row)
-                db.add(item)
+            stored = existing.get(key)
+            if stored is None:
+                item_id = new_id()
+                new_items.append({
+                    "id": item_id, "identity_key": key,
+                    **{name: getattr(row, name) for name in ITEM_FIELDS},
+                    "spotify_uri": row.spotify_uri, "created_at": now, "updated_at": now,
+                })
+                new_tags.extend({"item_id": item_id, "tag": t, "position": i}
+                                for i, t in enumerate(row.tags))
                 report.added += 1
-            elif _apply(item, row):
-                item.updated_at = utcnow()
-                report.updated += 1
-            else:
+                continue
+            values = _changes(stored, row)
+            tags_changed = stored["tags"] != list(row.tags)
+            if not values and not tags_changed:
                 report.unchanged += 1
-        db.flush()
+                continue
+            values["updated_at"] = now
+            db.execute(update(items).where(items.c.id == stored["id"]).values(**values))
+            if tags_changed:
+                db.execute(delete(tags).where(tags.c.item_id == stored["id"]))
+                new_tags.extend({"item_id": stored["id"], "tag": t, "position": i}
+                                for i, t in enumerate(row.tags))
+            report.updated += 1
+        if new_items:
+            db.execute(insert(items), new_items)
+        if new_tags:
+            db.execute(insert(tags), new_tags)
         batch.clear()
 
     for row in rows:
@@ -243,6 +283,8 @@ def import_rows(
     if batch:
         flush()
     if report.changed:
+        # Core writes bypass the identity map: drop any stale catalogue objects it holds.
+        db.expire_all()
         bump_catalog_revision(db)
     return report
 
