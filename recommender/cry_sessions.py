@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 import numpy as np
 from sqlalchemy import delete, select
@@ -127,6 +128,17 @@ def _history(db: Session, user_id: str) -> tuple[dict[str, float], set[str], set
     return {k: float(np.mean(v)) for k, v in affinity.items()}, bans, shown
 
 
+JOURNAL_SCREEN_WINDOW = timedelta(hours=24)
+
+
+def _recent_journal_notes(db: Session, user_id: str) -> list[str]:
+    """Journal notes written in the last day: what a person wrote then still counts now."""
+    since = utcnow() - JOURNAL_SCREEN_WINDOW
+    return [note for note in db.scalars(
+        select(Feedback.note).where(Feedback.user_id == user_id, Feedback.updated_at >= since,
+                                    Feedback.note.is_not(None))) if note]
+
+
 def _why(
     rec: ItemRecord, phase: str, contributions: np.ndarray, vec, vocabulary: Vocabulary,
     affinity: float | None, is_new: bool, exploration: str,
@@ -169,7 +181,7 @@ def create_session(
 ) -> CrySession:
     """Build a cry session for ``user_id`` from ``request`` and store it."""
     vocabulary = rec.vocabulary
-    verdict = screen_texts(request.prompt)
+    verdict = screen_texts(request.prompt, *_recent_journal_notes(db, user_id))
     matrix = rec.matrix(db)
     if not len(matrix):
         raise InvalidInput("the catalogue is empty: import one first", code="catalog_empty")
@@ -205,10 +217,12 @@ def create_session(
     )
     memories = db.scalars(select(Memory).where(Memory.user_id == user_id)
                           .order_by(Memory.created_at)).all()
+    # A memory whose words speak of self-harm is kept as written but never reopened by a prompt.
     cards = [
         MemoryCard(id=m.id, title=m.title, text=m.text or "", tags=tuple(m.tags or ()),
                    people=tuple(m.people or ()), places=tuple(m.places or ()), when=m.when)
         for m in memories
+        if not screen_texts(m.title, m.text).crisis
     ]
     slots = [
         PromptSlot(position=pos, item_id=matrix.records[p.row].id,

@@ -3,9 +3,20 @@
 from flask_smorest import Blueprint
 
 from recommender import memories
+from recommender.care import care_document, screen_texts
 from web.api.auth_token import BEARER, current_user_id, token_required
 from web.api.schemas import ErrorOut, MemoriesOut, MemoryIn, MemoryOut, MemoryPatch
 from web.db import get_db
+
+
+def _with_care(memory) -> dict:
+    """The memory, and a gentle care card when its words speak of self-harm."""
+    doc = memories.memory_document(memory)
+    verdict = screen_texts(memory.title, memory.text)
+    if verdict.crisis:
+        doc["care"] = care_document(verdict)
+    return doc
+
 
 blp = Blueprint("memories", __name__, url_prefix="/api/v1/memories", description="Memories")
 
@@ -17,7 +28,7 @@ blp = Blueprint("memories", __name__, url_prefix="/api/v1/memories", description
 @token_required
 def create(body):
     """Keep a memory that prompts can point to."""
-    return memories.memory_document(memories.add_memory(get_db(), current_user_id(), body))
+    return _with_care(memories.add_memory(get_db(), current_user_id(), body))
 
 
 @blp.route("", methods=["GET"])
@@ -48,8 +59,7 @@ def read(memory_id):
 @token_required
 def patch(body, memory_id):
     """Change any subset of a memory's fields."""
-    return memories.memory_document(
-        memories.update_memory(get_db(), current_user_id(), memory_id, body))
+    return _with_care(memories.update_memory(get_db(), current_user_id(), memory_id, body))
 
 
 @blp.route("/<memory_id>", methods=["DELETE"])

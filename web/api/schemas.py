@@ -192,6 +192,8 @@ class SessionsOut(Schema):
 class Recorded(Schema):
     session_id = fields.String()
     recorded = fields.Integer()
+    care = fields.Nested("CareOut", metadata={
+        "description": "Present when the journal note speaks of self-harm: help, gently."})
 
 
 class ExportIn(Strict):
@@ -234,6 +236,8 @@ class MemoryPatch(Strict):
 
 
 class MemoryOut(Schema):
+    care = fields.Nested("CareOut", metadata={
+        "description": "Present when the memory speaks of self-harm: help, gently."})
     id = fields.String()
     title = fields.String()
     text = fields.String()

@@ -4,6 +4,7 @@ from flask import Response
 from flask_smorest import Blueprint
 
 from recommender import cry_sessions
+from recommender.care import care_document, screen_texts
 from recommender.cry_sessions import FeedbackInput
 from recommender.errors import Conflict
 from recommender.exports import FILE_TARGETS, export_file
@@ -86,7 +87,11 @@ def feedback(body, session_id):
         mood_after=body["mood_after"], note=body["note"],
     )
     recorded = cry_sessions.record_feedback(get_db(), current_user_id(), session_id, fb)
-    return {"session_id": session_id, "recorded": recorded}
+    answer = {"session_id": session_id, "recorded": recorded}
+    verdict = screen_texts(fb.note)
+    if verdict.crisis:
+        answer["care"] = care_document(verdict)
+    return answer
 
 
 @blp.route("/<session_id>/export", methods=["POST"])
