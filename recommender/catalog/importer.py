@@ -217,6 +217,14 @@ def _changes(stored: dict, row: ItemRow) -> dict:
     """The item columns ``row`` would change on ``stored``."""
     values = {name: getattr(row, name) for name in ITEM_FIELDS
               if stored[name] != getattr(row, name)}
+    # A duration learnt from Spotify is never replaced by a file's estimate, nor a year erased.
+    if row.duration_estimated and stored["duration_estimated"] is False:
+        values.pop("duration_s", None)
+        values.pop("duration_estimated", None)
+    if row.year is None:
+        values.pop("year", None)
+    if stored.get("shared") is False:  # a track known from someone's library joins the catalogue
+        values["shared"] = True
     # A linked Spotify URI is never erased by a file that lacks one.
     if row.spotify_uri and stored["spotify_uri"] != row.spotify_uri:
         values["spotify_uri"] = row.spotify_uri

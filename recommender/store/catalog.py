@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pandas as pd
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
-from recommender.store.models import CatalogItem, ItemTag, Meta
+from recommender.store.models import CatalogItem, ItemTag, Meta, new_id
 
 REVISION_KEY = "catalog_revision"
 
@@ -21,12 +22,20 @@ def bump_catalog_revision(db: Session) -> int:
         meta = Meta(key=REVISION_KEY, value="0")
         db.add(meta)
     meta.value = str(int(meta.value) + 1)
+    generation = db.get(Meta, GENERATION_KEY)
+    if generation is None:
+        generation = Meta(key=GENERATION_KEY, value="")
+        db.add(generation)
+    generation.value = new_id()
     db.flush()
     return int(meta.value)
 
 
 def count_items(db: Session) -> int:
-    return db.scalar(select(func.count()).select_from(CatalogItem)) or 0
+    """Items in the shared catalogue (tracks known only from someone's library excluded)."""
+    return db.scalar(
+        select(func.count()).select_from(CatalogItem).where(CatalogItem.shared.is_(True))
+    ) or 0
 
 
 def search_items(
@@ -39,7 +48,7 @@ def search_items(
     offset: int = 0,
 ) -> tuple[list[CatalogItem], int]:
     """A page of catalogue items matching the filters, and how many match in all."""
-    stmt = select(CatalogItem)
+    stmt = select(CatalogItem).where(CatalogItem.shared.is_(True))
     if kind:
         stmt = stmt.where(CatalogItem.kind == kind)
     if mood:
@@ -67,6 +76,35 @@ def search_items(
 
 def all_items(db: Session) -> list[CatalogItem]:
     return list(
-        db.scalars(select(CatalogItem).options(selectinload(CatalogItem.tags))
-                   .order_by(CatalogItem.id))
+        db.scalars(select(CatalogItem).where(CatalogItem.shared.is_(True))
+                   .options(selectinload(CatalogItem.tags)).order_by(CatalogItem.id))
     )
+
+
+GENERATION_KEY = "catalog_generation"
+
+
+def catalog_generation(db: Session) -> str | None:
+    """A random token renewed with every revision: names one catalogue's on-disk artefacts."""
+    value = db.get(Meta, GENERATION_KEY)
+    return value.value if value else None
+
+
+def item_frames(db: Session) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The shared catalogue as two column frames (items; their tags in order), in bulk.
+
+    One SQLAlchemy Core query each, no ORM objects: fit for a million items.
+    """
+    items = CatalogItem.__table__
+    tags = ItemTag.__table__
+    conn = db.connection()
+    item_frame = pd.read_sql(
+        select(items.c.id, items.c.kind, items.c.title, items.c.artist, items.c.director,
+               items.c.year, items.c.duration_s, items.c.intensity, items.c.aftercare,
+               items.c.spotify_uri).where(items.c.shared.is_(True)),
+        conn,
+    )
+    tag_frame = pd.read_sql(
+        select(tags.c.item_id, tags.c.tag, tags.c.position), conn,
+    )
+    return item_frame, tag_frame
