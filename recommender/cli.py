@@ -36,6 +36,12 @@ def serve(host: str, port: int, workers: int) -> None:
     """Run the web service on gunicorn (migrating and loading the catalogue first)."""
     from gunicorn.app.base import BaseApplication
 
+    from web.security import production_start_problem
+
+    problem = production_start_problem()
+    if problem:
+        raise click.ClickException(problem)
+
     from recommender.bootstrap import prepare_store
 
     engine, factory = _store()
