@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 from sqlalchemy import delete, select
@@ -21,14 +22,15 @@ from recommender.features import (
     ItemMatrix,
     ItemRecord,
     SessionRequest,
-    build_item_matrix,
     pair_features,
     request_vector,
 )
+from recommender.matrix_cache import cached_matrix, default_cache_dir
 from recommender.prompts import MemoryCard, PromptSlot, pair_prompts
 from recommender.ranker import CryRanker
+from recommender.retrieval import narrow_to_candidates
 from recommender.session import assemble
-from recommender.store.catalog import all_items, catalog_revision
+from recommender.store.catalog import catalog_revision
 from recommender.store.models import (
     Ban,
     CrySession,
@@ -56,8 +58,10 @@ class Recommender:
     request, so any worker serves a person the same way.
     """
 
-    def __init__(self, vocabulary: Vocabulary | None = None, model_check_s: float = 2.0):
+    def __init__(self, vocabulary: Vocabulary | None = None, model_check_s: float = 2.0,
+                 matrix_cache: Path | None = None):
         self.vocabulary = vocabulary or default_vocabulary()
+        self.matrix_cache = matrix_cache or default_cache_dir()
         self.model_check_s = model_check_s
         self._lock = threading.Lock()
         self._matrix: ItemMatrix | None = None
@@ -65,20 +69,12 @@ class Recommender:
         self._model_checked_at = 0.0
 
     def matrix(self, db: Session) -> ItemMatrix:
+        """The catalogue's matrix, rebuilt (or mapped from its artefact) when it changes."""
         revision = catalog_revision(db)
         if self._matrix is None or self._matrix.revision != revision:
             with self._lock:
                 if self._matrix is None or self._matrix.revision != revision:
-                    records = [
-                        ItemRecord(
-                            id=i.id, kind=i.kind, title=i.title, artist=i.artist,
-                            director=i.director, year=i.year, duration_s=i.duration_s,
-                            intensity=i.intensity, aftercare=i.aftercare,
-                            tags=tuple(i.tag_list), spotify_uri=i.spotify_uri,
-                        )
-                        for i in all_items(db)
-                    ]
-                    self._matrix = build_item_matrix(records, self.vocabulary, revision)
+                    self._matrix = cached_matrix(db, self.vocabulary, self.matrix_cache)
         return self._matrix
 
     def model(self, db: Session) -> tuple[str, CryRanker]:
@@ -186,6 +182,9 @@ def create_session(
     if not len(matrix):
         raise InvalidInput("the catalogue is empty: import one first", code="catalog_empty")
     version, ranker = rec.model(db)
+    # A large catalogue is narrowed to the candidates worth ranking (recommender/retrieval.py).
+    matrix = narrow_to_candidates(db, matrix, request, vocabulary, user_id=user_id,
+                                  crisis=verdict.crisis, seed=seed)
     vec = request_vector(request, matrix, vocabulary)
     if not vec.mood_ids and not vec.theme_ids and not (request.prompt and vec.text.nnz):
         # Words that map to nothing we know still deserve a session: start from release.

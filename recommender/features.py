@@ -5,10 +5,11 @@ The id <-> row mapping lives here, so the estimator only ever sees arrays.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -67,12 +68,138 @@ def item_document(item: ItemRecord, vocabulary: Vocabulary) -> str:
     return " ".join(words)
 
 
+class TextColumn:
+    """Many strings kept as one UTF-8 buffer plus offsets: compact, and memory-mappable."""
+
+    def __init__(self, data: np.ndarray, offsets: np.ndarray):
+        self.data = data
+        self.offsets = offsets
+
+    @classmethod
+    def from_strings(cls, values: Sequence[str | None]) -> TextColumn:
+        encoded = [v.encode("utf-8") if isinstance(v, str) else b"" for v in values]
+        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum([len(e) for e in encoded], out=offsets[1:])
+        return cls(np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, row: int) -> str:
+        return self.data[self.offsets[row]:self.offsets[row + 1]].tobytes().decode("utf-8")
+
+    def take(self, rows: np.ndarray) -> TextColumn:
+        return TextColumn.from_strings([self[int(r)] for r in rows])
+
+
+class ItemRecords(Sequence[ItemRecord]):
+    """The catalogue's items as columns; an :class:`ItemRecord` is made only when asked for.
+
+    ``tags`` is a list of ``;``-joined tag strings, one per item (kept as a TextColumn).
+    """
+
+    def __init__(self, ids: np.ndarray, columns: dict):
+        self.ids = ids
+        self.columns = columns
+
+    @classmethod
+    def from_records(cls, records: Sequence[ItemRecord]) -> ItemRecords:
+        return cls(np.array([r.id.encode("utf-8") for r in records], dtype="S")
+                   if records else np.zeros(0, dtype="S16"), {
+            "is_film": np.array([r.kind == "film" for r in records], dtype=bool),
+            "title": TextColumn.from_strings([r.title for r in records]),
+            "artist": TextColumn.from_strings([r.artist for r in records]),
+            "director": TextColumn.from_strings([r.director for r in records]),
+            "year": np.array([r.year or 0 for r in records], dtype=np.int32),
+            "duration_s": np.array([r.duration_s for r in records], dtype=np.int64),
+            "intensity": np.array([r.intensity for r in records], dtype=np.int8),
+            "aftercare": np.array([r.aftercare for r in records], dtype=bool),
+            "tags": TextColumn.from_strings([";".join(r.tags) for r in records]),
+            "spotify_uri": TextColumn.from_strings([r.spotify_uri for r in records]),
+        })
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, row):  # type: ignore[override]
+        if isinstance(row, slice):
+            return [self[i] for i in range(*row.indices(len(self)))]
+        c = self.columns
+        tags = c["tags"][row]
+        return ItemRecord(
+            id=self.ids[row].decode("utf-8"),
+            kind="film" if c["is_film"][row] else "song",
+            title=c["title"][row],
+            artist=c["artist"][row] or None,
+            director=c["director"][row] or None,
+            year=int(c["year"][row]) or None,
+            duration_s=int(c["duration_s"][row]),
+            intensity=int(c["intensity"][row]),
+            aftercare=bool(c["aftercare"][row]),
+            tags=tuple(tags.split(";")) if tags else (),
+            spotify_uri=c["spotify_uri"][row] or None,
+        )
+
+    def __iter__(self):
+        for row in range(len(self)):
+            yield self[row]
+
+    def take(self, rows: np.ndarray) -> ItemRecords:
+        return ItemRecords(self.ids[rows], {
+            name: col.take(rows) if isinstance(col, TextColumn) else col[rows]
+            for name, col in self.columns.items()
+        })
+
+
+class ItemIndex(Mapping[str, int]):
+    """Item id -> matrix row by binary search over the ids (no per-item Python objects)."""
+
+    def __init__(self, ids: np.ndarray):
+        self._n = len(ids)
+        if self._n < 2 or bool(np.all(ids[1:] > ids[:-1])):
+            self._order = None
+            self._sorted = ids
+        else:
+            self._order = np.argsort(ids, kind="stable")
+            self._sorted = ids[self._order]
+        self._ids = ids
+
+    def _find(self, key: object) -> int | None:
+        if not isinstance(key, str) or not self._n:
+            return None
+        k = key.encode("utf-8")
+        pos = int(np.searchsorted(self._sorted, k))
+        if pos < self._n and self._sorted[pos] == k:
+            return int(self._order[pos]) if self._order is not None else pos
+        return None
+
+    def __getitem__(self, key: str) -> int:
+        row = self._find(key)
+        if row is None:
+            raise KeyError(key)
+        return row
+
+    def __contains__(self, key: object) -> bool:
+        return self._find(key) is not None
+
+    def __iter__(self):
+        return (i.decode("utf-8") for i in self._ids)
+
+    def __len__(self) -> int:
+        return self._n
+
+
 @dataclass
 class ItemMatrix:
-    """Every catalogue item as rows of arrays, built once per catalogue revision."""
+    """Every catalogue item as rows of arrays, built once per catalogue revision.
 
-    records: list[ItemRecord]
-    index: dict[str, int]
+    ``maker`` holds a code per item for its normalised artist or director (0: none), so
+    "the same maker" is an integer comparison. ``text_by_term`` is ``text`` in column
+    (term) order: the inverted index candidate retrieval reads.
+    """
+
+    records: Sequence[ItemRecord]
+    index: Mapping[str, int]
     moods: sp.csr_matrix
     themes: sp.csr_matrix
     text: sp.csr_matrix
@@ -85,9 +212,25 @@ class ItemMatrix:
     has_suicide_theme: np.ndarray
     revision: int = 0
     extra: dict = field(default_factory=dict)
+    text_by_term: sp.csc_matrix | None = None
 
     def __len__(self) -> int:
         return len(self.records)
+
+    def subset(self, rows: np.ndarray) -> ItemMatrix:
+        """The items at ``rows`` (in that order) as a matrix of their own."""
+        rows = np.asarray(rows, dtype=np.int64)
+        records = (self.records.take(rows) if isinstance(self.records, ItemRecords)
+                   else ItemRecords.from_records([self.records[int(r)] for r in rows]))
+        return ItemMatrix(
+            records=records, index=ItemIndex(records.ids),
+            moods=self.moods[rows], themes=self.themes[rows], text=self.text[rows],
+            vectorizer=self.vectorizer, intensity=self.intensity[rows],
+            duration_s=self.duration_s[rows], is_film=self.is_film[rows],
+            aftercare=self.aftercare[rows], maker=self.maker[rows],
+            has_suicide_theme=self.has_suicide_theme[rows], revision=self.revision,
+            extra={"parent_rows": rows},
+        )
 
 
 def _tag_matrix(records: Sequence[ItemRecord], ids: Sequence[str]) -> sp.csr_matrix:
@@ -103,19 +246,35 @@ def _tag_matrix(records: Sequence[ItemRecord], ids: Sequence[str]) -> sp.csr_mat
     return sp.csr_matrix((data, (rows, cols)), shape=(len(records), len(ids)), dtype=np.float32)
 
 
+def _text_vectorizer() -> TfidfVectorizer:
+    return TfidfVectorizer(
+        strip_accents="unicode", lowercase=True, stop_words="english", sublinear_tf=True,
+        min_df=1, dtype=np.float32,
+    )
+
+
+def maker_codes(names: Sequence[str | None]) -> np.ndarray:
+    """A code per normalised artist or director name; 0 for none."""
+    normalised = [normalise_name(n or "") for n in names]
+    codes, uniques = pd.factorize(pd.Series(normalised, dtype=object), sort=False)
+    codes = codes.astype(np.int64) + 1
+    empty = np.flatnonzero(uniques == "")
+    if len(empty):
+        codes[codes == empty[0] + 1] = 0
+    return codes
+
+
 def build_item_matrix(
     records: Sequence[ItemRecord], vocabulary: Vocabulary, revision: int = 0
 ) -> ItemMatrix:
     records = list(records)
-    vectorizer = TfidfVectorizer(
-        strip_accents="unicode", lowercase=True, stop_words="english", sublinear_tf=True,
-        min_df=1, dtype=np.float32,
-    )
+    vectorizer = _text_vectorizer()
     docs = [item_document(r, vocabulary) for r in records]
     text = vectorizer.fit_transform(docs) if records else sp.csr_matrix((0, 0), dtype=np.float32)
+    columns = ItemRecords.from_records(records)
     return ItemMatrix(
-        records=records,
-        index={r.id: i for i, r in enumerate(records)},
+        records=columns,
+        index=ItemIndex(columns.ids),
         moods=_tag_matrix(records, vocabulary.mood_ids),
         themes=_tag_matrix(records, vocabulary.theme_ids),
         text=sp.csr_matrix(text),
@@ -124,10 +283,88 @@ def build_item_matrix(
         duration_s=np.array([r.duration_s for r in records], dtype=np.int64),
         is_film=np.array([r.kind == "film" for r in records], dtype=bool),
         aftercare=np.array([r.aftercare for r in records], dtype=bool),
-        maker=np.array([normalise_name(r.artist or r.director or "") for r in records],
-                       dtype=object),
+        maker=maker_codes([r.artist or r.director for r in records]),
         has_suicide_theme=np.array(["suicide" in r.tags for r in records], dtype=bool),
         revision=revision,
+        text_by_term=sp.csc_matrix(text) if records else None,
+    )
+
+
+def build_item_matrix_from_frames(
+    items: pd.DataFrame, tags: pd.DataFrame, vocabulary: Vocabulary, revision: int = 0
+) -> ItemMatrix:
+    """The same matrix as :func:`build_item_matrix`, from bulk-loaded column frames.
+
+    ``items`` has the item columns (``id, kind, title, artist, director, year, duration_s,
+    intensity, aftercare, spotify_uri``), ``tags`` has ``item_id, tag, position``. Rows are
+    ordered by id. Vectorised throughout, apart from the text vectoriser itself.
+    """
+    items = items.sort_values("id", kind="stable").reset_index(drop=True)
+    n = len(items)
+    row_of = pd.Index(items["id"]).get_indexer(tags["item_id"])
+    tags = tags.assign(row=row_of)
+    tags = tags[tags["row"] >= 0].sort_values(["row", "position"], kind="stable")
+    tag_rows = tags["row"].to_numpy(np.int64)
+
+    def tag_matrix(ids: Sequence[str]) -> sp.csr_matrix:
+        col = tags["tag"].map({t: j for j, t in enumerate(ids)})
+        keep = col.notna().to_numpy()
+        return sp.csr_matrix(
+            (np.ones(int(keep.sum()), dtype=np.float32),
+             (tag_rows[keep], col[keep].to_numpy(np.int64))),
+            shape=(n, len(ids)), dtype=np.float32)
+
+    def per_item(values: pd.Series) -> pd.Series:
+        joined = values.groupby(tag_rows, sort=False).agg(" ".join)
+        return joined.reindex(range(n), fill_value="")
+
+    tag_words = {}
+    for tag in tags["tag"].unique():
+        words = [vocabulary.label(tag)]
+        words += next((th.keywords for th in vocabulary.themes if th.id == tag), [])
+        tag_words[tag] = " ".join(words)
+    artist = items["artist"].fillna("")
+    director = items["director"].fillna("")
+    docs = (items["title"] + " " + artist + " " + director + " "
+            + per_item(tags["tag"].map(tag_words)).to_numpy())
+    vectorizer = _text_vectorizer()
+    text = (sp.csr_matrix(vectorizer.fit_transform(docs.tolist())) if n
+            else sp.csr_matrix((0, 0), dtype=np.float32))
+    joined_tags = (tags["tag"].groupby(tag_rows, sort=False).agg(";".join)
+                   .reindex(range(n), fill_value=""))
+    is_film = (items["kind"] == "film").to_numpy()
+    aftercare = items["aftercare"].fillna(False).to_numpy(bool)
+    duration = items["duration_s"].to_numpy(np.int64)
+    ids = np.array(items["id"].tolist(), dtype="S") if n else np.zeros(0, dtype="S16")
+    records = ItemRecords(ids, {
+        "is_film": is_film,
+        "title": TextColumn.from_strings(items["title"].tolist()),
+        "artist": TextColumn.from_strings(items["artist"].tolist()),
+        "director": TextColumn.from_strings(items["director"].tolist()),
+        "year": items["year"].fillna(0).to_numpy(np.int32),
+        "duration_s": duration,
+        "intensity": items["intensity"].to_numpy(np.int8),
+        "aftercare": aftercare,
+        "tags": TextColumn.from_strings(joined_tags.tolist()),
+        "spotify_uri": TextColumn.from_strings(items["spotify_uri"].tolist()),
+    })
+    suicide = np.zeros(n, dtype=bool)
+    suicide[tag_rows[(tags["tag"] == "suicide").to_numpy()]] = True
+    return ItemMatrix(
+        records=records,
+        index=ItemIndex(ids),
+        moods=tag_matrix(vocabulary.mood_ids),
+        themes=tag_matrix(vocabulary.theme_ids),
+        text=text,
+        vectorizer=vectorizer,
+        intensity=items["intensity"].to_numpy(np.float32),
+        duration_s=duration,
+        is_film=is_film,
+        aftercare=aftercare,
+        maker=maker_codes((artist.where(artist != "", director)).tolist()),
+        has_suicide_theme=suicide,
+        revision=revision,
+        text_by_term=sp.csc_matrix(text) if n else None,
     )
 
 
