@@ -14,7 +14,7 @@ import numpy as np
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, selectinload
 
-from recommender import learning
+from recommender import learning, tastes
 from recommender.care import care_document, screen_texts
 from recommender.errors import InvalidInput, NotFound
 from recommender.features import (
@@ -22,6 +22,7 @@ from recommender.features import (
     ItemMatrix,
     ItemRecord,
     SessionRequest,
+    attribute_keys,
     pair_features,
     request_vector,
 )
@@ -46,9 +47,10 @@ from recommender.vocabulary import Vocabulary, default_vocabulary
 log = logging.getLogger(__name__)
 
 REACTIONS = ("cried", "moved", "neutral", "skipped", "never_again")
-# How a past reaction shifts the item's score for that person next time.
-AFFINITY = {"cried": 1.0, "moved": 0.6, "neutral": -0.2, "skipped": -0.8}
-EXPLORATION_NOISE = {"familiar": 0.0, "balanced": 0.15, "discover": 0.45}
+# A small tie-breaking jitter per exploration mode (the real exploration is the Thompson
+# draw over the person's taste in recommender/tastes.py), and a bonus for never-shown items.
+EXPLORATION_NOISE = {"familiar": 0.0, "balanced": 0.05, "discover": 0.15}
+DISCOVER_UNSEEN_BONUS = 0.5
 
 
 class Recommender:
@@ -109,19 +111,63 @@ class FeedbackInput:
     note: str | None = None
 
 
-def _history(db: Session, user_id: str) -> tuple[dict[str, float], set[str], set[str]]:
-    """Per-item affinity from a person's past reactions, their bans, and items they were shown."""
-    affinity: dict[str, list[float]] = {}
-    for item_id, reaction in db.execute(
-        select(Reaction.item_id, Reaction.reaction).where(Reaction.user_id == user_id)
-    ):
-        if reaction in AFFINITY:
-            affinity.setdefault(item_id, []).append(AFFINITY[reaction])
+def _history(db: Session, user_id: str) -> tuple[tastes.Stats, set[str], set[str]]:
+    """A person's learned taste (from the database), their bans, and items they were shown."""
+    stats = tastes.load_stats(db, user_id)
     bans = set(db.scalars(select(Ban.item_id).where(Ban.user_id == user_id)))
     shown = set(db.scalars(
         select(SessionItem.item_id).join(CrySession).where(CrySession.user_id == user_id)
     ))
-    return {k: float(np.mean(v)) for k, v in affinity.items()}, bans, shown
+    return stats, bans, shown
+
+
+@dataclass
+class ScoredCatalogue:
+    """Every catalogue row scored for one person and request, with what drove each score."""
+
+    scores: np.ndarray
+    contributions: np.ndarray   # per row, per PAIR_FEATURES column
+    explored: np.ndarray        # per row: how much exploration (not the mean taste) added
+    vec: object
+    stats: tastes.Stats
+    bans: set[str]
+    shown: set[str]
+
+
+def score_catalogue(
+    db: Session, matrix: ItemMatrix, ranker: CryRanker, vocabulary: Vocabulary, user_id: str,
+    request: SessionRequest, rng: np.random.Generator,
+) -> ScoredCatalogue:
+    """The shared model's score for every item, given this request and this person's taste.
+
+    The person's taste enters as features (their posterior taste for the item's themes,
+    moods, maker, era, kind and the item itself), Thompson-sampled unless the request asks
+    for ``familiar``; ``discover`` also lifts items the person was never shown.
+    """
+    vec = request_vector(request, matrix, vocabulary)
+    if not vec.mood_ids and not vec.theme_ids and not (request.prompt and vec.text.nnz):
+        # Words that map to nothing we know still deserve a session: start from release.
+        vec = request_vector(
+            SessionRequest(moods=("release",), prompt=request.prompt,
+                           intensity=request.intensity), matrix, vocabulary)
+    stats, bans, shown = _history(db, user_id)
+    mean_taste = tastes.taste_features(matrix, tastes.deviation(matrix, stats))
+    X = pair_features(matrix, vec, taste=mean_taste)
+    if request.exploration == "familiar" or (not stats and request.exploration == "balanced"):
+        X_drawn = X
+    else:
+        drawn = tastes.deviation(matrix, stats, exploration=request.exploration, rng=rng)
+        X_drawn = pair_features(matrix, vec, taste=tastes.taste_features(matrix, drawn))
+    scores = ranker.score_items(X_drawn).astype(np.float64)
+    explored = scores - ranker.score_items(X)
+    noise = EXPLORATION_NOISE.get(request.exploration, 0.05)
+    if noise:
+        scores += rng.gumbel(0.0, noise, size=len(scores))
+    if request.exploration == "discover" and shown:
+        unseen = np.array([r.id not in shown for r in matrix.records])
+        scores += DISCOVER_UNSEEN_BONUS * unseen
+        explored += DISCOVER_UNSEEN_BONUS * unseen
+    return ScoredCatalogue(scores, ranker.contributions(X), explored, vec, stats, bans, shown)
 
 
 JOURNAL_SCREEN_WINDOW = timedelta(hours=24)
@@ -135,28 +181,81 @@ def _recent_journal_notes(db: Session, user_id: str) -> list[str]:
                                     Feedback.note.is_not(None))) if note]
 
 
+_NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+def _times(n: int) -> str:
+    return _NUMBER_WORDS[n] if n < len(_NUMBER_WORDS) else str(n)
+
+
+def _taste_reason(
+    group: str, rec: ItemRecord, stats: tastes.Stats, vocabulary: Vocabulary,
+) -> str | None:
+    """A person's own history behind a taste feature, in their words (None if too thin)."""
+    kinds = "films" if rec.kind == "film" else "songs"
+    if group == "item":
+        cried, moved = tastes.counts(stats, f"item:{rec.id}")
+        if cried:
+            return "it made you cry before"
+        return "it moved you before" if moved else None
+    keys = [k for k in attribute_keys(rec.id, rec.kind, rec.tags, rec.artist, rec.director,
+                                      rec.year, vocabulary) if k.startswith(group + ":")]
+    own_cried, own_moved = tastes.counts(stats, f"item:{rec.id}")
+    best: tuple[int, int, str] | None = None
+    for key in keys:
+        cried, moved = tastes.counts(stats, key)
+        cried, moved = cried - own_cried, moved - own_moved
+        if cried > 0 or moved > 0:
+            candidate = (cried, moved, key)
+            if best is None or candidate[:2] > best[:2]:
+                best = candidate
+    if best is None:
+        return None
+    cried, moved, key = best
+    value = key.split(":", 1)[1]
+    if group == "theme":
+        what = f"about {vocabulary.label(value).lower()}"
+    elif group == "mood":
+        what = f"of {vocabulary.label(value).lower()}"
+    elif group == "maker":
+        what = f"by {rec.artist or rec.director}"
+    elif group == "era":
+        what = f"from the {value}"
+    else:
+        what = ""
+        kinds = "films" if value == "film" else "songs"
+    if cried:
+        return f"you cried at {_times(cried)} other {kinds} {what}".rstrip()
+    return f"{_times(moved)} other {kinds} {what} moved you".replace("  ", " ")
+
+
 def _why(
     rec: ItemRecord, phase: str, contributions: np.ndarray, vec, vocabulary: Vocabulary,
-    affinity: float | None, is_new: bool, exploration: str,
+    stats: tastes.Stats, explored: float, is_new: bool, exploration: str,
 ) -> str:
-    """Name what actually drove an item's place, in a person's words."""
+    """Name what actually drove an item's place, in a person's words.
+
+    The reasons follow the item's largest positive feature contributions to its score (the
+    person's taste for its theme, maker, era..., the request's moods, themes and words), then
+    its phase, then whether exploration rather than the known taste brought it in.
+    """
     reasons: list[str] = []
-    if affinity is not None and affinity > 0.5:
-        reasons.append("it moved you before")
-    elif affinity is not None and affinity < 0:
-        reasons.append("a second chance for one you rated lower")
     matched_moods = [vocabulary.label(t) for t in rec.tags if t in vec.mood_ids]
     matched_themes = [vocabulary.label(t) for t in rec.tags if t in vec.theme_ids]
     order = np.argsort(-contributions)
     for j in order[:3]:
-        if contributions[j] <= 0:
+        if contributions[j] <= 0.05:
             continue
         name = PAIR_FEATURES[j]
-        if name == "mood_match" and matched_moods:
+        if name.startswith("taste_"):
+            reason = _taste_reason(name.removeprefix("taste_"), rec, stats, vocabulary)
+            if reason:
+                reasons.append(reason)
+        elif name == "mood_match" and matched_moods:
             reasons.append("matches " + " and ".join(f"'{m.lower()}'" for m in matched_moods[:2]))
         elif name == "theme_match" and matched_themes:
             reasons.append("about " + " and ".join(t.lower() for t in matched_themes[:2]))
-        elif name == "text_match" and contributions[j] > 0.05:
+        elif name == "text_match" and contributions[j] > 0.1:
             reasons.append("close to the words you wrote")
         elif name == "intensity_fit" and not reasons:
             reasons.append("at the intensity you asked for")
@@ -166,7 +265,8 @@ def _why(
         reasons.append("a soft way in")
     elif rec.kind == "film":
         reasons.append("a film that fits your time as the centrepiece")
-    if is_new and exploration == "discover" and phase != "aftercare":
+    if (is_new and phase != "aftercare"
+            and (explored > 0.25 or (exploration == "discover" and explored > 0))):
         reasons.append("something new to try")
     text = "; ".join(dict.fromkeys(reasons)) or "a well-loved tear-jerker"
     return text[0].upper() + text[1:] + "."
@@ -185,30 +285,10 @@ def create_session(
     # A large catalogue is narrowed to the candidates worth ranking (recommender/retrieval.py).
     matrix = narrow_to_candidates(db, matrix, request, vocabulary, user_id=user_id,
                                   crisis=verdict.crisis, seed=seed)
-    vec = request_vector(request, matrix, vocabulary)
-    if not vec.mood_ids and not vec.theme_ids and not (request.prompt and vec.text.nnz):
-        # Words that map to nothing we know still deserve a session: start from release.
-        vec = request_vector(
-            SessionRequest(moods=("release",), prompt=request.prompt,
-                           intensity=request.intensity), matrix, vocabulary)
-    X = pair_features(matrix, vec)
-    scores = ranker.score_items(X).astype(np.float64)
-    contributions = ranker.contributions(X)
-
-    affinity, bans, shown = _history(db, user_id)
-    for item_id, value in affinity.items():
-        row = matrix.index.get(item_id)
-        if row is not None:
-            weight = 1.0 if request.exploration == "familiar" else 0.6
-            scores[row] += weight * value
     rng = np.random.default_rng(seed)
-    noise = EXPLORATION_NOISE.get(request.exploration, 0.15)
-    if noise:
-        scores += rng.gumbel(0.0, noise, size=len(scores))
-    if request.exploration == "discover" and shown:
-        unseen = np.array([r.id not in shown for r in matrix.records])
-        scores += 0.3 * unseen
-    banned_rows = {matrix.index[i] for i in bans if i in matrix.index}
+    scored = score_catalogue(db, matrix, ranker, vocabulary, user_id, request, rng)
+    scores, vec = scored.scores, scored.vec
+    banned_rows = {matrix.index[i] for i in scored.bans if i in matrix.index}
 
     plan = assemble(
         matrix, scores, minutes=request.minutes, intensity=request.intensity,
@@ -251,8 +331,9 @@ def create_session(
         session.items.append(SessionItem(
             position=slot.position, item_id=record.id, phase=placement.phase,
             technique=prompt.technique, prompt_text=prompt.text, memory_id=prompt.memory_id,
-            why=_why(record, placement.phase, contributions[placement.row], vec, vocabulary,
-                     affinity.get(record.id), record.id not in shown, request.exploration),
+            why=_why(record, placement.phase, scored.contributions[placement.row], vec,
+                     vocabulary, scored.stats, float(scored.explored[placement.row]),
+                     record.id not in scored.shown, request.exploration),
             score=float(placement.score),
         ))
     db.add(session)
@@ -352,6 +433,12 @@ def record_feedback(db: Session, user_id: str, session_id: str, fb: FeedbackInpu
             raise InvalidInput(f"item {item_id!r} has more than one reaction")
         seen.add(item_id)
 
+    # What this session's earlier feedback taught the person's taste, to take back first.
+    previous = [(r.item_id, r.reaction) for r in session_reactions(db, session.id)]
+    earlier = db.get(Feedback, session.id)
+    previous_weight = (tastes.session_weight(earlier.catharsis, earlier.mood_before,
+                                             earlier.mood_after) if earlier else 1.0)
+
     db.execute(delete(Reaction).where(Reaction.session_id == session.id))
     db.execute(delete(Ban).where(Ban.session_id == session.id, Ban.user_id == user_id))
     now = utcnow()
@@ -369,5 +456,21 @@ def record_feedback(db: Session, user_id: str, session_id: str, fb: FeedbackInpu
     feedback.mood_after = fb.mood_after
     feedback.note = fb.note
     feedback.updated_at = now
+    items = {si.item_id: si.item for si in session.items}
+
+    def rated(pairs) -> list[tastes.RatedItem]:
+        out = []
+        for item_id, reaction in pairs:
+            item = items.get(item_id)
+            if item is not None:
+                keys = attribute_keys(item.id, item.kind, item.tag_list, item.artist,
+                                      item.director, item.year, default_vocabulary())
+                out.append(tastes.RatedItem(keys, reaction))
+        return out
+
+    tastes.apply_feedback(
+        db, user_id, previous=rated(previous), previous_weight=previous_weight,
+        current=rated(fb.reactions),
+        current_weight=tastes.session_weight(fb.catharsis, fb.mood_before, fb.mood_after))
     db.commit()
     return len(fb.reactions)

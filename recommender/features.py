@@ -18,7 +18,7 @@ from recommender.vocabulary import Vocabulary
 
 EXPLORATION_MODES = ("familiar", "balanced", "discover")
 
-PAIR_FEATURES = (
+CONTENT_FEATURES = (
     "mood_match",      # share of the requested moods the item carries
     "theme_match",     # share of the requested themes the item carries
     "text_match",      # cosine between the request words and the item's description
@@ -26,6 +26,37 @@ PAIR_FEATURES = (
     "is_film",
     "aftercare",
 )
+
+# What a person's past graded reactions say about an item, one feature per kind of attribute:
+# how far above or below the prior their taste for the item's themes, moods, maker, era, kind
+# and the item itself lies (posterior mean minus prior mean; 0 for someone new).
+TASTE_GROUPS = ("theme", "mood", "maker", "era", "kind", "item")
+TASTE_FEATURES = tuple(f"taste_{g}" for g in TASTE_GROUPS)
+
+PAIR_FEATURES = CONTENT_FEATURES + TASTE_FEATURES
+
+
+def era_of(year: int | None) -> str | None:
+    """The decade an item belongs to ("1980s"), or None when its year is unknown."""
+    return f"{(year // 10) * 10}s" if year else None
+
+
+def attribute_keys(
+    item_id: str, kind: str, tags: Sequence[str], artist: str | None, director: str | None,
+    year: int | None, vocabulary: Vocabulary,
+) -> list[str]:
+    """The attributes a person's taste is learned over: ``group:value`` keys for one item."""
+    keys = [f"theme:{t}" for t in tags if vocabulary.is_theme(t)]
+    keys += [f"mood:{t}" for t in tags if vocabulary.is_mood(t)]
+    maker = normalise_name(artist or director or "")
+    if maker:
+        keys.append(f"maker:{maker}")
+    era = era_of(year)
+    if era:
+        keys.append(f"era:{era}")
+    keys.append(f"kind:{kind}")
+    keys.append(f"item:{item_id}")
+    return keys
 
 
 @dataclass(frozen=True)
@@ -395,13 +426,19 @@ def request_vector(
 
 
 def pair_features(
-    matrix: ItemMatrix, req: RequestVector, rows: np.ndarray | None = None
+    matrix: ItemMatrix, req: RequestVector, rows: np.ndarray | None = None,
+    taste: np.ndarray | None = None,
 ) -> np.ndarray:
-    """One row of ``PAIR_FEATURES`` per candidate item (all items when ``rows`` is None)."""
+    """One row of ``PAIR_FEATURES`` per candidate item (all items when ``rows`` is None).
+
+    ``taste`` holds the person's ``TASTE_FEATURES`` for every item of the matrix (see
+    :func:`recommender.tastes.taste_features`); without it those columns are 0 (someone new).
+    """
     if rows is None:
         rows = np.arange(len(matrix))
     n = len(rows)
     out = np.zeros((n, len(PAIR_FEATURES)), dtype=np.float32)
+    rows = np.asarray(rows)
     if n == 0:
         return out
     moods = matrix.moods[rows]
@@ -417,4 +454,6 @@ def pair_features(
     out[:, 3] = 1.0 - np.abs(matrix.intensity[rows] - req.intensity) / 4.0
     out[:, 4] = matrix.is_film[rows]
     out[:, 5] = matrix.aftercare[rows]
+    if taste is not None:
+        out[:, len(CONTENT_FEATURES):] = taste[rows]
     return out

@@ -12,27 +12,46 @@ from datetime import UTC, datetime
 
 import joblib
 import numpy as np
+import pandas as pd
+import scipy
+import scipy.sparse as sp
 import sklearn
+from sklearn.metrics import log_loss, roc_auc_score
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from recommender import tastes
 from recommender.features import (
+    CONTENT_FEATURES,
     PAIR_FEATURES,
+    TASTE_GROUPS,
     ItemMatrix,
     SessionRequest,
     pair_features,
     request_vector,
 )
 from recommender.ranker import CryRanker
-from recommender.store.models import CrySession, ModelVersion, Reaction
+from recommender.store.models import CrySession, Feedback, ModelVersion, Reaction
 from recommender.vocabulary import Vocabulary
 
 log = logging.getLogger(__name__)
 
-# Graded outcomes of a reaction; 1 = the item reached the person.
+# Graded outcomes of a reaction, as the ranker's binary label and the weight of that label:
+# cried > moved > neutral > skipped; never_again is a firm no.
 REACTION_LABEL = {"cried": 1, "moved": 1, "neutral": 0, "skipped": 0, "never_again": 0}
-REACTION_WEIGHT = {"cried": 2.0, "moved": 1.0, "neutral": 1.0, "skipped": 1.0,
+REACTION_WEIGHT = {"cried": 2.0, "moved": 1.0, "neutral": 0.5, "skipped": 1.0,
                    "never_again": 2.0}
+# Real feedback outweighs the catalogue's self-supervision, row for row.
+FEEDBACK_WEIGHT = 4.0
+# Before feedback says otherwise, a person's taste for what an item is about counts this
+# much (logit per unit of taste deviation; deviations run about -0.35..0.65).
+TASTE_PRIOR = {"taste_theme": 4.0, "taste_mood": 2.0, "taste_maker": 3.0, "taste_era": 3.0,
+               "taste_kind": 3.0, "taste_item": 4.0}
+HOLDOUT_SHARE = 0.2
+
+
+def prior_coefficients() -> np.ndarray:
+    return np.array([TASTE_PRIOR.get(name, 0.0) for name in PAIR_FEATURES])
 
 
 @dataclass(frozen=True)
@@ -41,6 +60,12 @@ class TrainingSet:
     y: np.ndarray
     weight: np.ndarray
     n_feedback: int
+    order: np.ndarray | None = None   # per row: the time rank of its session (for splits)
+
+
+def _empty_set() -> TrainingSet:
+    return TrainingSet(np.zeros((0, len(PAIR_FEATURES)), dtype=np.float32),
+                       np.zeros(0, dtype=int), np.zeros(0), 0, np.zeros(0))
 
 
 def catalogue_pseudo_requests(
@@ -51,7 +76,7 @@ def catalogue_pseudo_requests(
     For every sad item, a request is made from a random part of its moods and themes and a
     random intensity; the item is a positive and ``negatives`` random other items are
     negatives. This teaches the content model how to weigh mood, theme, text and intensity
-    matches before anyone has given feedback.
+    matches before anyone has given feedback (the taste columns stay 0: nobody's history).
     """
     rng = np.random.default_rng(seed)
     Xs, ys = [], []
@@ -76,39 +101,130 @@ def catalogue_pseudo_requests(
         rows = rows[(rows != i) | (np.arange(len(rows)) == 0)]
         Xs.append(pair_features(matrix, vec, rows))
         ys.append(np.array([1] + [0] * (len(rows) - 1)))
-    X = np.vstack(Xs) if Xs else np.zeros((0, len(PAIR_FEATURES)), dtype=np.float32)
-    y = np.concatenate(ys) if ys else np.zeros(0, dtype=int)
+    if not Xs:
+        return _empty_set()
+    X = np.vstack(Xs)
+    y = np.concatenate(ys)
     return TrainingSet(X, y, np.ones(len(y)), 0)
+
+
+def _matrix_item_ids(matrix: ItemMatrix) -> list[str]:
+    ids = getattr(matrix.records, "ids", None)
+    if ids is not None and getattr(ids, "dtype", None) is not None and ids.dtype.kind == "S":
+        return np.char.decode(ids, "utf-8").tolist()
+    return [r.id for r in matrix.records]
+
+
+def load_feedback_frames(db: Session) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """All reactions (plain columns) and the sessions they belong to, as two frames."""
+    conn = db.connection()
+    reactions = pd.read_sql_query(
+        select(Reaction.session_id, Reaction.user_id, Reaction.item_id, Reaction.reaction),
+        conn)
+    sessions = pd.read_sql_query(
+        select(CrySession.id, CrySession.created_at, CrySession.request,
+               Feedback.catharsis, Feedback.mood_before, Feedback.mood_after)
+        .join(Feedback, Feedback.session_id == CrySession.id, isouter=True)
+        .where(CrySession.id.in_(select(Reaction.session_id).distinct())),
+        conn)
+    return reactions, sessions
 
 
 def feedback_training_set(
     db: Session, matrix: ItemMatrix, vocabulary: Vocabulary
 ) -> TrainingSet:
-    """Pair features for every stored reaction, labelled by how the item landed."""
-    Xs, ys, ws = [], [], []
-    sessions = {s.id: s for s in db.scalars(select(CrySession))}
-    by_session: dict[str, list[Reaction]] = {}
-    for reaction in db.scalars(select(Reaction)):
-        by_session.setdefault(reaction.session_id, []).append(reaction)
-    count = 0
-    for session_id, reactions in by_session.items():
-        session = sessions.get(session_id)
-        if session is None:
-            continue
-        req = request_from_stored(session.request)
-        vec = request_vector(req, matrix, vocabulary)
-        rows = [matrix.index[r.item_id] for r in reactions if r.item_id in matrix.index]
-        kept = [r for r in reactions if r.item_id in matrix.index]
-        if not rows:
-            continue
-        Xs.append(pair_features(matrix, vec, np.array(rows)))
-        ys.append([REACTION_LABEL[r.reaction] for r in kept])
-        ws.append([REACTION_WEIGHT[r.reaction] for r in kept])
-        count += len(kept)
-    if not Xs:
-        return TrainingSet(np.zeros((0, len(PAIR_FEATURES)), dtype=np.float32),
-                           np.zeros(0, dtype=int), np.zeros(0), 0)
-    return TrainingSet(np.vstack(Xs), np.concatenate(ys), np.concatenate(ws), count)
+    """Pair features for every stored reaction, labelled and weighted by how it landed.
+
+    Vectorised over reactions: a request vector per distinct stored request, and the
+    person-taste columns computed leave-one-out (from the person's other reactions, so a
+    reaction never explains itself).
+    """
+    reactions, sessions = load_feedback_frames(db)
+    return training_set_from_frames(reactions, sessions, matrix, vocabulary)
+
+
+def training_set_from_frames(
+    reactions: pd.DataFrame, sessions: pd.DataFrame, matrix: ItemMatrix,
+    vocabulary: Vocabulary,
+) -> TrainingSet:
+    if reactions.empty or sessions.empty:
+        return _empty_set()
+    sessions = sessions.sort_values(["created_at", "id"], kind="stable").reset_index(drop=True)
+    s_pos = pd.Index(sessions["id"]).get_indexer(reactions["session_id"])
+    rows = pd.Index(_matrix_item_ids(matrix)).get_indexer(reactions["item_id"])
+    keep = (s_pos >= 0) & (rows >= 0) & reactions["reaction"].isin(REACTION_LABEL).to_numpy()
+    reactions = reactions[keep]
+    s_pos, rows = s_pos[keep], rows[keep]
+    if not len(rows):
+        return _empty_set()
+
+    # Requests: one vector per distinct stored request.
+    keys = sessions["request"].map(lambda r: json.dumps(
+        [sorted(r.get("moods") or []), r.get("prompt") or "", int(r.get("intensity", 3))]))
+    codes, uniques = pd.factorize(keys)
+    vecs = []
+    for moods, prompt, intensity in (json.loads(u) for u in uniques):
+        request = SessionRequest(moods=tuple(moods), prompt=prompt or None, intensity=intensity)
+        vecs.append(request_vector(request, matrix, vocabulary))
+    q = codes[s_pos]
+    req_moods = np.vstack([v.moods for v in vecs])
+    req_themes = np.vstack([v.themes for v in vecs])
+    req_text = sp.vstack([v.text for v in vecs]).tocsr()
+    req_intensity = np.array([v.intensity for v in vecs], dtype=np.float32)
+
+    n = len(rows)
+    X = np.zeros((n, len(PAIR_FEATURES)), dtype=np.float32)
+    n_moods = req_moods.sum(axis=1)
+    n_themes = req_themes.sum(axis=1)
+    mm = np.asarray(matrix.moods[rows].multiply(req_moods[q]).sum(axis=1)).ravel()
+    X[:, 0] = np.divide(mm, n_moods[q], out=np.zeros(n, dtype=np.float32),
+                        where=n_moods[q] > 0)
+    tm = np.asarray(matrix.themes[rows].multiply(req_themes[q]).sum(axis=1)).ravel()
+    X[:, 1] = np.divide(tm, n_themes[q], out=np.zeros(n, dtype=np.float32),
+                        where=n_themes[q] > 0)
+    if req_text.nnz:
+        X[:, 2] = np.asarray(matrix.text[rows].multiply(req_text[q]).sum(axis=1)).ravel()
+    X[:, 3] = 1.0 - np.abs(matrix.intensity[rows] - req_intensity[q]) / 4.0
+    X[:, 4] = matrix.is_film[rows]
+    X[:, 5] = matrix.aftercare[rows]
+
+    # Session weights (catharsis, mood lifted) and graded rewards.
+    s_weight = np.clip(
+        1.0 + 0.15 * (sessions["catharsis"].astype("float64").fillna(3.0).to_numpy() - 3.0)
+        + 0.05 * np.clip((sessions["mood_after"].astype("float64")
+                          - sessions["mood_before"].astype("float64")).fillna(0.0)
+                         .to_numpy(), -4, 4), 0.5, 1.5)[s_pos]
+    reaction = reactions["reaction"].to_numpy()
+    rw = pd.Series(reaction).map(tastes.WEIGHT).to_numpy(np.float64) * s_weight
+    rr = pd.Series(reaction).map(tastes.REWARD).to_numpy(np.float64) * rw
+    users, _ = pd.factorize(reactions["user_id"])
+    X[:, len(CONTENT_FEATURES):] = _leave_one_out_taste(matrix, rows, users, rr, rw)
+
+    y = pd.Series(reaction).map(REACTION_LABEL).to_numpy(np.int64)
+    w = pd.Series(reaction).map(REACTION_WEIGHT).to_numpy(np.float64) * s_weight
+    return TrainingSet(X, y, w, n, s_pos)
+
+
+def _leave_one_out_taste(matrix, rows, users, reward_sum, weight_sum) -> np.ndarray:
+    """TASTE_FEATURES per reaction from the person's other reactions (vectorised)."""
+    attrs = tastes.taste_attributes(matrix)
+    n_attr = len(attrs.ids)
+    W = attrs.weights[rows].tocoo()
+    r, a, v = W.row, W.col, W.data
+    key = users[r].astype(np.int64) * n_attr + a
+    uniq, inv = np.unique(key, return_inverse=True)
+    del uniq, key
+    S = np.bincount(inv, weights=reward_sum[r])
+    N = np.bincount(inv, weights=weight_sum[r])
+    loo_s = np.maximum(S[inv] - reward_sum[r], 0.0)
+    loo_n = np.maximum(N[inv] - weight_sum[r], 0.0)
+    del S, N, inv
+    alpha = tastes.PRIOR_STRENGTH * tastes.PRIOR_MEAN + loo_s
+    dev = alpha / (tastes.PRIOR_STRENGTH + loo_n) - tastes.PRIOR_MEAN
+    G = len(TASTE_GROUPS)
+    out = np.bincount(r.astype(np.int64) * G + attrs.group[a], weights=v * dev,
+                      minlength=len(rows) * G)
+    return out.reshape(len(rows), G).astype(np.float32)
 
 
 def request_from_stored(request: dict) -> SessionRequest:
@@ -122,19 +238,51 @@ def request_from_stored(request: dict) -> SessionRequest:
     )
 
 
+def _fit(pseudo: TrainingSet, real: TrainingSet, rows: np.ndarray | None = None) -> CryRanker:
+    X, y, w = pseudo.X, pseudo.y, pseudo.weight
+    if len(real.y):
+        Xr, yr, wr = ((real.X, real.y, real.weight) if rows is None
+                      else (real.X[rows], real.y[rows], real.weight[rows]))
+        X = np.vstack([X, Xr])
+        y = np.concatenate([y, yr]).astype(int)
+        w = np.concatenate([w, wr * FEEDBACK_WEIGHT])
+    return CryRanker(prior_coef=prior_coefficients()).fit(X, y, sample_weight=w)
+
+
+def holdout_scores(pseudo: TrainingSet, real: TrainingSet) -> dict:
+    """Fit on the older sessions' feedback, score the newest ``HOLDOUT_SHARE`` (by time)."""
+    if len(real.y) < 20 or real.order is None:
+        return {}
+    cut = np.quantile(real.order, 1.0 - HOLDOUT_SHARE)
+    train, test = real.order < cut, real.order >= cut
+    if len(np.unique(real.y[test])) < 2 or not train.any():
+        return {}
+    ranker = _fit(pseudo, real, np.flatnonzero(train))
+    p = ranker.predict_proba(real.X[test])[:, 1]
+    return {
+        "holdout": "newest sessions by time",
+        "holdout_reactions": int(test.sum()),
+        "holdout_auc": round(float(roc_auc_score(real.y[test], p)), 4),
+        "holdout_log_loss": round(float(log_loss(real.y[test], p, labels=[0, 1])), 4),
+    }
+
+
 def fit_ranker(
-    db: Session | None, matrix: ItemMatrix, vocabulary: Vocabulary, *, seed: int = 0
+    db: Session | None, matrix: ItemMatrix, vocabulary: Vocabulary, *, seed: int = 0,
+    evaluation: dict | None = None,
 ) -> tuple[CryRanker, dict]:
-    """Fit the ranker on catalogue self-supervision plus all stored feedback."""
+    """Fit the ranker on catalogue self-supervision plus all stored feedback.
+
+    The sidecar records the data snapshot, library versions, and evaluation scores: a
+    temporal hold-out on the stored feedback, plus whatever ``evaluation`` is passed in.
+    """
     pseudo = catalogue_pseudo_requests(matrix, vocabulary, seed=seed)
-    real = (feedback_training_set(db, matrix, vocabulary) if db is not None
-            else TrainingSet(np.zeros((0, pseudo.X.shape[1])), np.zeros(0), np.zeros(0), 0))
+    real = feedback_training_set(db, matrix, vocabulary) if db is not None else _empty_set()
+    scores = holdout_scores(pseudo, real)
+    ranker = _fit(pseudo, real)
+    kind = "learned" if real.n_feedback else "content"
     X = np.vstack([pseudo.X, real.X]) if len(real.y) else pseudo.X
     y = np.concatenate([pseudo.y, real.y]).astype(int) if len(real.y) else pseudo.y
-    # Real feedback outweighs the catalogue's self-supervision, row for row.
-    w = np.concatenate([pseudo.weight, real.weight * 4.0]) if len(real.y) else pseudo.weight
-    ranker = CryRanker().fit(X, y, sample_weight=w)
-    kind = "learned" if real.n_feedback else "content"
     sidecar = {
         "kind": kind,
         "features": list(PAIR_FEATURES),
@@ -147,12 +295,17 @@ def fit_ranker(
             "python": platform.python_version(),
             "scikit-learn": sklearn.__version__,
             "numpy": np.__version__,
+            "scipy": scipy.__version__,
+            "pandas": pd.__version__,
             "joblib": joblib.__version__,
         },
-        "coefficients": dict(zip(PAIR_FEATURES,
-                                 (float(c) for c in ranker.contributions(np.ones((1, len(
-                                     PAIR_FEATURES))))[0]), strict=True)),
-        "training_accuracy": float(ranker.score(X, y)),
+        "coefficients": dict(zip(PAIR_FEATURES, (round(float(c), 4) for c in ranker.coef_[-1]),
+                                 strict=True)),
+        "evaluation": {
+            "training_accuracy": round(float(ranker.score(X, y)), 4),
+            **scores,
+            **(evaluation or {}),
+        },
     }
     return ranker, sidecar
 
@@ -198,9 +351,10 @@ def load_servable(db: Session) -> tuple[str, CryRanker] | None:
     )
     for mv in candidates:
         try:
-            ranker = load_ranker(mv.artefact)
-            if hashlib.sha256(mv.artefact).hexdigest() != mv.sidecar.get("sha256"):
+            # Checked before unpickling: a damaged or altered artefact is never loaded.
+            if hashlib.sha256(mv.artefact or b"").hexdigest() != mv.sidecar.get("sha256"):
                 raise ValueError("artefact does not match its sidecar checksum")
+            ranker = load_ranker(mv.artefact)
         except Exception as exc:  # a corrupt artefact must never take the service down
             log.warning("model version %s failed to load (%s); trying an older one",
                         mv.version, type(exc).__name__)

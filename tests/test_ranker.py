@@ -24,7 +24,7 @@ def test_sklearn_conventions(estimator, check):
 
 def test_init_stores_hyperparameters_only():
     ranker = CryRanker(C=0.5, max_iter=50)
-    assert ranker.get_params() == {"C": 0.5, "max_iter": 50}
+    assert ranker.get_params() == {"C": 0.5, "max_iter": 50, "prior_coef": None}
     assert not [k for k in vars(ranker) if k.endswith("_")]
 
 

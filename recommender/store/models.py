@@ -331,6 +331,19 @@ class ModelVersion(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
 
 
+class PersonTaste(Base):
+    """A person's learned taste: per-attribute reaction statistics (recommender/tastes.py)."""
+
+    __tablename__ = "person_tastes"
+
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    stats: Mapped[dict] = mapped_column(JSON, default=dict)
+    n_reactions: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class Meta(Base):
     """Small key/value facts about the store, such as the catalogue revision."""
 

@@ -1,0 +1,203 @@
+"""A person's taste, learned online from their graded reactions and kept in the database.
+
+Every attribute of an item (each theme and mood it carries, its maker, its era, its kind, and
+the item itself; see :func:`recommender.features.attribute_keys`) has a Beta posterior over
+"how much this reaches the person", fed by their reactions:
+
+* graded outcomes: ``cried`` (1.0) > ``moved`` (0.7) > ``neutral`` (0.2) > ``skipped`` (0.0);
+  ``never_again`` counts as a strong 0 (and bans the item elsewhere);
+* the session's weight: a cathartic session (high ``catharsis``, mood lifted from before to
+  after) counts more than a flat one.
+
+The state is one row per person (``person_tastes``), updated in place by
+:func:`apply_feedback` when feedback is recorded; feedback sent again first takes back what the
+earlier feedback for that session added, so nothing is counted twice. Any worker reads the same
+row, so a person's next session reflects their last feedback at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from recommender.catalog.identity import normalise_title
+from recommender.features import TASTE_GROUPS, ItemMatrix, attribute_keys
+from recommender.store.models import PersonTaste, utcnow
+from recommender.vocabulary import Vocabulary, default_vocabulary
+
+REWARD = {"cried": 1.0, "moved": 0.7, "neutral": 0.2, "skipped": 0.0, "never_again": 0.0}
+WEIGHT = {"cried": 1.0, "moved": 1.0, "neutral": 0.5, "skipped": 1.0, "never_again": 2.0}
+PRIOR_MEAN = 0.35       # what an unrated attribute is expected to give
+PRIOR_STRENGTH = 2.0    # how many reactions' worth of evidence the prior is
+# How far a Thompson draw may stray from the posterior mean, per exploration mode.
+EXPLORATION_TEMPERATURE = {"familiar": 0.0, "balanced": 0.6, "discover": 1.2}
+
+# A stats entry: [weighted reward sum, weighted count, times cried, times moved].
+Stats = dict[str, list[float]]
+
+
+def session_weight(catharsis: int | None, mood_before: int | None,
+                   mood_after: int | None) -> float:
+    """How much a session's reactions count: more when it was cathartic and lifted the mood."""
+    w = 1.0
+    if catharsis is not None:
+        w += 0.15 * (catharsis - 3)
+    if mood_before is not None and mood_after is not None:
+        w += 0.05 * float(np.clip(mood_after - mood_before, -4, 4))
+    return float(np.clip(w, 0.5, 1.5))
+
+
+@dataclass(frozen=True)
+class RatedItem:
+    """One reaction with the attribute keys of the item it was about."""
+
+    keys: Sequence[str]
+    reaction: str
+
+
+def _add(stats: Stats, rated: Iterable[RatedItem], weight: float, sign: float) -> None:
+    for r in rated:
+        w = WEIGHT[r.reaction] * weight * sign
+        s = REWARD[r.reaction] * w
+        cried = sign if r.reaction == "cried" else 0.0
+        moved = sign if r.reaction == "moved" else 0.0
+        for key in r.keys:
+            entry = stats.setdefault(key, [0.0, 0.0, 0.0, 0.0])
+            entry[0] += s
+            entry[1] += w
+            entry[2] += cried
+            entry[3] += moved
+            if abs(entry[1]) < 1e-9 and abs(entry[2]) < 1e-9 and abs(entry[3]) < 1e-9:
+                del stats[key]
+
+
+def load_stats(db: Session, user_id: str) -> Stats:
+    row = db.get(PersonTaste, user_id)
+    return dict(row.stats) if row is not None else {}
+
+
+def apply_feedback(
+    db: Session, user_id: str, *,
+    previous: Sequence[RatedItem], previous_weight: float,
+    current: Sequence[RatedItem], current_weight: float,
+) -> None:
+    """Replace a session's earlier contribution to the person's taste with its new one.
+
+    Runs inside the caller's transaction (the caller commits).
+    """
+    row = db.scalar(select(PersonTaste).where(PersonTaste.user_id == user_id)
+                    .with_for_update())
+    if row is None:
+        row = PersonTaste(user_id=user_id, stats={}, n_reactions=0)
+        db.add(row)
+    stats = {k: list(v) for k, v in (row.stats or {}).items()}
+    _add(stats, previous, previous_weight, -1.0)
+    _add(stats, current, current_weight, +1.0)
+    row.stats = {k: [round(x, 6) for x in v] for k, v in stats.items()}
+    row.n_reactions = max(0, (row.n_reactions or 0) - len(previous)) + len(current)
+    row.updated_at = utcnow()
+
+
+@dataclass(frozen=True)
+class TasteAttributes:
+    """The catalogue's items over taste attributes, built once per matrix.
+
+    ``weights[i, a]`` is 1/(the number of item i's attributes in a's group), so
+    ``weights @ D`` averages a per-attribute value within each group.
+    """
+
+    ids: tuple[str, ...]
+    index: dict[str, int]
+    group: np.ndarray
+    weights: sp.csr_matrix
+    era: np.ndarray        # decade label per item ("" when unknown)
+    title_key: np.ndarray  # normalised title per item, to spot near-duplicates
+
+
+def taste_attributes(matrix: ItemMatrix, vocabulary: Vocabulary | None = None) -> TasteAttributes:
+    """The matrix's :class:`TasteAttributes` (cached on the matrix)."""
+    cached = matrix.extra.get("taste_attributes")
+    if cached is not None:
+        return cached
+    vocabulary = vocabulary or default_vocabulary()
+    records = list(matrix.records)
+    keys_per_item = [
+        attribute_keys(r.id, r.kind, r.tags, r.artist, r.director, r.year, vocabulary)
+        for r in records
+    ]
+    ids = tuple(sorted({k for keys in keys_per_item for k in keys}))
+    index = {k: j for j, k in enumerate(ids)}
+    group_of = {g: n for n, g in enumerate(TASTE_GROUPS)}
+    groups = np.array([group_of[k.split(":", 1)[0]] for k in ids], dtype=np.int64)
+    lengths = np.array([len(keys) for keys in keys_per_item], dtype=np.int64)
+    cols = np.fromiter((index[k] for keys in keys_per_item for k in keys), dtype=np.int64,
+                       count=int(lengths.sum()))
+    rows = np.repeat(np.arange(len(records)), lengths)
+    per_group = np.zeros((len(records), len(TASTE_GROUPS)))
+    np.add.at(per_group, (rows, groups[cols]), 1.0)
+    vals = 1.0 / per_group[rows, groups[cols]] if len(cols) else np.zeros(0)
+    weights = sp.csr_matrix((vals, (rows, cols)), shape=(len(records), len(ids)))
+    built = TasteAttributes(
+        ids=ids, index=index, group=groups, weights=weights,
+        era=np.array([f"{(r.year // 10) * 10}s" if r.year else "" for r in records],
+                     dtype=object),
+        title_key=np.array([normalise_title(r.title) for r in records], dtype=object),
+    )
+    matrix.extra["taste_attributes"] = built
+    return built
+
+
+def taste_features(matrix: ItemMatrix, deviation: np.ndarray) -> np.ndarray:
+    """One row of ``TASTE_FEATURES`` per item from a per-attribute deviation vector."""
+    attrs = taste_attributes(matrix)
+    n_attr = len(attrs.ids)
+    D = sp.csr_matrix((deviation, (np.arange(n_attr), attrs.group)),
+                      shape=(n_attr, len(TASTE_GROUPS)))
+    return np.asarray((attrs.weights @ D).todense(), dtype=np.float32)
+
+
+def posterior(matrix: ItemMatrix, stats: Stats) -> tuple[np.ndarray, np.ndarray]:
+    """Per-attribute weighted reward sums and counts, aligned with ``matrix.attribute_ids``."""
+    attrs = taste_attributes(matrix)
+    s = np.zeros(len(attrs.ids))
+    n = np.zeros(len(attrs.ids))
+    for key, entry in stats.items():
+        j = attrs.index.get(key)
+        if j is not None:
+            s[j] = max(entry[0], 0.0)
+            n[j] = max(entry[1], 0.0)
+    return s, n
+
+
+def deviation(
+    matrix: ItemMatrix, stats: Stats, *, exploration: str = "familiar",
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """The person's taste per attribute as posterior minus prior mean, Thompson-sampled.
+
+    ``familiar`` uses the posterior mean; ``balanced`` and ``discover`` draw from each
+    attribute's Beta posterior, tempered towards the mean (wider for ``discover``), so rarely
+    tried themes, eras and makers get their chance while well-known favourites stay likely.
+    """
+    s, n = posterior(matrix, stats)
+    alpha = PRIOR_STRENGTH * PRIOR_MEAN + s
+    beta = PRIOR_STRENGTH * (1.0 - PRIOR_MEAN) + np.maximum(n - s, 0.0)
+    mean = alpha / (alpha + beta)
+    temperature = EXPLORATION_TEMPERATURE.get(exploration, 0.6)
+    if temperature and rng is not None:
+        draw = rng.beta(alpha, beta)
+        mean = mean + temperature * (draw - mean)
+    return mean - PRIOR_MEAN
+
+
+def counts(stats: Stats, key: str) -> tuple[int, int]:
+    """How many times the person cried at, and was moved by, items with ``key``."""
+    entry = stats.get(key)
+    if not entry:
+        return 0, 0
+    return round(entry[2]), round(entry[3])
