@@ -138,6 +138,8 @@ def init_app(app: Flask, engine: Engine) -> Limiter:
         enabled=bool(app.config.get("RATE_LIMITS", True)),
         swallow_errors=False,
     )
+    # The limit decorators hold the limiter weakly: the app keeps it alive.
+    app.extensions["goodcry_rate_limiter"] = limiter
     for name in app.blueprints:
         if name not in UNLIMITED_BLUEPRINTS:
             limiter.limit(API_LIMIT)(app.blueprints[name])

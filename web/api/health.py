@@ -2,6 +2,7 @@
 
 from flask_smorest import Blueprint
 
+from recommender.learning import active_version_name
 from recommender.store.catalog import count_items
 from web.api.schemas import HealthOut
 from web.db import get_db, store
@@ -15,4 +16,9 @@ def healthz():
     """Whether the service is up, which model it serves and how many items it knows."""
     db = get_db()
     version, _ = store().recommender.model(db)
-    return {"status": "ok", "model_version": version, "catalog_items": count_items(db)}
+    active = active_version_name(db)
+    fallback = active is not None and active != version
+    note = (f"the active model {active} could not be loaded; serving {version} instead"
+            if fallback else None)
+    return {"status": "ok", "model_version": version, "catalog_items": count_items(db),
+            "model_fallback": fallback, "model_note": note}

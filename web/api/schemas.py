@@ -263,6 +263,10 @@ class HealthOut(Schema):
     status = fields.String()
     model_version = fields.String()
     catalog_items = fields.Integer()
+    model_fallback = fields.Boolean(
+        metadata={"description": "true when the active model failed to load and an older "
+                                 "version (or the content baseline) is served instead"})
+    model_note = fields.String(allow_none=True)
 
 
 class ErrorBody(Schema):
