@@ -13,6 +13,11 @@ PHASES = ("settle", "deepen", "release", "aftercare")
 PHASE_SHARE = {"settle": 0.25, "deepen": 0.45, "release": 0.30}
 CRISIS_SHARE = {"settle": 0.5, "release": 0.5}
 MAX_PER_MAKER = 2
+# No decade may fill more than this share of a session's songs (at least MIN_PER_ERA allowed).
+MAX_ERA_SHARE = 0.5
+MIN_PER_ERA = 3
+# A typical song's length, to estimate how many songs a session will hold.
+TYPICAL_SONG_S = 240
 # A film is the centrepiece only when this much song time is left around it.
 FILM_MARGIN_S = 8 * 60
 
@@ -51,9 +56,14 @@ def assemble(
     """Choose and order items for a session from per-item ``scores`` (one per matrix row).
 
     The total duration never exceeds ``minutes``; the last item is always an aftercare item;
-    at most two items share an artist or director; banned rows never appear; a crisis
-    session holds no deepen items and nothing about suicide.
+    at most two items share an artist or director; never two versions of the same title
+    (a cover and the original of "Hallelujah"); no decade takes more than half the songs;
+    banned rows never appear; a crisis session holds no deepen items and nothing about
+    suicide.
     """
+    from recommender.tastes import taste_attributes
+
+    attrs = taste_attributes(matrix)
     budget = minutes * 60
     n = len(matrix)
     allowed = np.ones(n, dtype=bool)
@@ -66,18 +76,30 @@ def assemble(
     allowed &= matrix.intensity <= deepen_cap
     if crisis:
         allowed &= ~matrix.has_suicide_theme
-    used_makers: dict[str, int] = {}
+    used_makers: dict = {}
+    used_eras: dict[str, int] = {}
+    used_titles: set[str] = set()
     chosen: set[int] = set()
+    era_cap = max(MIN_PER_ERA, int(MAX_ERA_SHARE * budget / TYPICAL_SONG_S))
 
     def maker_ok(row: int) -> bool:
         maker = matrix.maker[row]
         return not maker or used_makers.get(maker, 0) < MAX_PER_MAKER
+
+    def diverse(row: int) -> bool:
+        era = attrs.era[row]
+        return (attrs.title_key[row] not in used_titles
+                and (not era or used_eras.get(era, 0) < era_cap))
 
     def take(row: int) -> None:
         chosen.add(row)
         maker = matrix.maker[row]
         if maker:
             used_makers[maker] = used_makers.get(maker, 0) + 1
+        used_titles.add(attrs.title_key[row])
+        era = attrs.era[row]
+        if era:
+            used_eras[era] = used_eras.get(era, 0) + 1
 
     # 1. Aftercare: the best-fitting uplifting song that fits the time.
     care_rows = np.flatnonzero(allowed & matrix.aftercare & ~matrix.is_film
@@ -125,7 +147,7 @@ def assemble(
             dur = int(matrix.duration_s[row])
             if row in chosen or dur > phase_budget - spent or dur > remaining:
                 continue
-            if not maker_ok(row):
+            if not maker_ok(row) or not diverse(row):
                 continue
             take(row)
             spent += dur

@@ -75,3 +75,29 @@ def test_intensity_caps_every_item():
     plan = assemble(m, np.zeros(len(m)), minutes=90, intensity=2, include_films=False,
                     crisis=False, banned_rows=set())
     assert all(m.intensity[p.row] <= 2 for p in plan.placements)
+
+
+def test_never_two_versions_of_one_title_and_no_era_dominates():
+    records = []
+    for i in range(12):
+        records.append(ItemRecord(
+            id=f"h{i}", kind="song", title="Hallelujah" + (" (Live)" if i % 2 else ""),
+            artist=f"Singer {i}", director=None, year=1994, duration_s=240, intensity=3,
+            aftercare=False, tags=("grief",)))
+    for i in range(30):
+        records.append(ItemRecord(
+            id=f"s{i}", kind="song", title=f"Song {i}", artist=f"Artist {i}", director=None,
+            year=1960 + 10 * (i % 5) if i >= 10 else 1994, duration_s=200, intensity=3,
+            aftercare=False, tags=("grief",)))
+    records.append(ItemRecord(
+        id="a0", kind="song", title="Lift", artist="Sunny", director=None, year=2010,
+        duration_s=200, intensity=1, aftercare=True, tags=("hope",)))
+    m = build_item_matrix(records, default_vocabulary())
+    scores = np.linspace(1, 0, len(m))  # every Hallelujah and the 1994 songs score highest
+    plan = assemble(m, scores, minutes=60, intensity=3, include_films=False, crisis=False,
+                    banned_rows=set())
+    titles = [m.records[p.row].title for p in plan.placements]
+    assert sum(t.startswith("Hallelujah") for t in titles) == 1
+    songs = [p for p in plan.placements if p.phase != "aftercare"]
+    nineties = [p for p in songs if m.records[p.row].year == 1994]
+    assert len(songs) >= 8 and len(nineties) <= len(songs) / 2 + 1
