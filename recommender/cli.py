@@ -93,6 +93,53 @@ def catalog_import(file: Path, progress: bool) -> None:
                f"skipped {len(report.errors)}")
 
 
+def _print_merge_report(report) -> None:
+    for problem in report.errors:
+        click.echo(f"{problem.file}:{problem.line}: skipped: {problem.message}", err=True)
+    for problem in report.warnings:
+        click.echo(f"{problem.file}:{problem.line}: warning: {problem.message}", err=True)
+    click.echo(report.summary())
+
+
+@catalog.command("import-muse")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def catalog_import_muse(file: Path, progress: bool) -> None:
+    """Add the sad (and uplifting) songs of a MuSe dataset CSV you downloaded."""
+    from recommender.bootstrap import prepare_store
+    from recommender.catalog.muse import DatasetFileError, import_muse
+
+    engine, factory = _store()
+    prepare_store(engine, factory)
+    with factory() as db:
+        try:
+            report = import_muse(db, file, progress=progress)
+        except DatasetFileError as exc:
+            raise click.ClickException(str(exc)) from None
+    _print_merge_report(report)
+
+
+@catalog.command("import-movielens")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--threshold", default=0.7, show_default=True, type=click.FloatRange(0.01, 1.0),
+              help="Genome relevance a tag needs to count.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def catalog_import_movielens(directory: Path, threshold: float, progress: bool) -> None:
+    """Add the films a MovieLens tag genome (movies.csv, genome-*.csv) calls sad."""
+    from recommender.bootstrap import prepare_store
+    from recommender.catalog.movielens import import_movielens
+    from recommender.catalog.muse import DatasetFileError
+
+    engine, factory = _store()
+    prepare_store(engine, factory)
+    with factory() as db:
+        try:
+            report = import_movielens(db, directory, threshold=threshold, progress=progress)
+        except DatasetFileError as exc:
+            raise click.ClickException(str(exc)) from None
+    _print_merge_report(report)
+
+
 @catalog.command("build")
 def catalog_build() -> None:
     """Rebuild data/catalog.csv from the editorial sources and annotations."""
