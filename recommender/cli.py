@@ -167,5 +167,35 @@ def train() -> None:
                f"{sidecar['n_catalogue_examples']} catalogue examples; now serving it")
 
 
+@main.group()
+def exports() -> None:
+    """Exports of sessions to other services."""
+
+
+@exports.command("resume")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 10000))
+def exports_resume(limit: int) -> None:
+    """Resume Spotify exports that are due (a 429's Retry-After passed, or a partial one)."""
+    from recommender.spotify_export import resume_due_exports
+    from web import create_app
+    from web.api.spotify import export_settings
+
+    app = create_app({"PREPARE_STORE": False})
+    with app.app_context():
+        if not app.config.get("SPOTIFY_CLIENT_ID"):
+            raise click.ClickException("Spotify is not configured: set GOODCRY_SPOTIFY_CLIENT_ID")
+        settings = export_settings()
+        with app.extensions["goodcry"].session_factory() as db:
+            results = resume_due_exports(db, settings, limit=limit)
+    for job, outcome in results:
+        if isinstance(outcome, str):
+            click.echo(f"{job.id}: not resumed: {outcome}")
+        else:
+            wait = f", retry after {outcome.retry_after_s}s" if outcome.retry_after_s else ""
+            click.echo(f"{job.id}: {outcome.status}, {outcome.added} added, "
+                       f"{len(outcome.unmatched)} unmatched{wait}")
+    click.echo(f"resumed {len(results)} export(s)")
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

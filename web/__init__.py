@@ -43,6 +43,9 @@ def create_app(config: dict | None = None) -> Flask:
 
     flask_api = api.init_app(app)
     pages.init_app(app)
+    from web.pages import spotify as spotify_pages
+
+    spotify_pages.init_app(app)
     security.init_app(app, flask_api)
     errors.init_app(app)
     return app

@@ -524,6 +524,14 @@ class SpotifyClient:
                 uris.append(item["uri"])
         return uris
 
+    def my_playlists(self, max_items: int | None = None) -> list[dict[str, Any]]:
+        """The user's playlists (``GET /me/playlists``, simplified objects), newest first."""
+        page = self._call(
+            "my playlists",
+            lambda: self._sp.current_user_playlists(limit=PAGE_LIMIT_MAX, offset=0),
+        )
+        return list(self._all_items("my playlists", page, max_items))
+
     def top_tracks(
         self, time_range: str = "medium_term", max_items: int | None = None
     ) -> list[dict[str, Any]]:

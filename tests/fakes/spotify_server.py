@@ -698,6 +698,20 @@ class FakeSpotify:
             response.status_code = 201
             return response
 
+        @app.get("/v1/me/playlists")
+        def my_playlists() -> Response:
+            found = grant()
+            if isinstance(found, Response):
+                return found
+            limits = page_args(default=20, maximum=50)
+            if isinstance(limits, Response):
+                return limits
+            limit, offset = limits
+            with fake._lock:
+                owned = [fake._playlist_json(p) for p in reversed(fake.playlists.values())
+                         if p.owner == found.user_id]
+            return jsonify(paged(owned, limit, offset))
+
         @app.get("/v1/playlists/<playlist_id>")
         def get_playlist(playlist_id: str) -> Response:
             found = grant()
