@@ -140,6 +140,81 @@ def catalog_import_movielens(directory: Path, threshold: float, progress: bool) 
     _print_merge_report(report)
 
 
+@catalog.command("link-spotify")
+@click.option("--limit", type=click.IntRange(1), default=None,
+              help="Look up at most this many songs in this run.")
+def catalog_link_spotify(limit: int | None) -> None:
+    """Find Spotify URIs, ISRCs, durations and years for catalogue songs (one search each).
+
+    Needs GOODCRY_SPOTIFY_CLIENT_ID and GOODCRY_SPOTIFY_CLIENT_SECRET. A rate limit stops the
+    run and says when to run again; the next run resumes where this one stopped.
+    """
+    from recommender.bootstrap import prepare_store
+    from recommender.catalog.spotify_link import link_catalogue, resume_at
+    from recommender.services.spotify import (
+        SpotifyClient,
+        SpotifyConfig,
+        SpotifyError,
+        client_credentials_token,
+    )
+    from recommender.store.models import utcnow
+
+    client_id = os.environ.get("GOODCRY_SPOTIFY_CLIENT_ID", "")
+    secret = os.environ.get("GOODCRY_SPOTIFY_CLIENT_SECRET", "")
+    if not client_id or not secret:
+        raise click.ClickException(
+            "set GOODCRY_SPOTIFY_CLIENT_ID and GOODCRY_SPOTIFY_CLIENT_SECRET to search Spotify")
+    config = SpotifyConfig(
+        client_id=client_id, redirect_uri="",
+        api_url=os.environ.get("GOODCRY_SPOTIFY_API_URL") or "https://api.spotify.com/v1/",
+        accounts_url=(os.environ.get("GOODCRY_SPOTIFY_ACCOUNTS_URL")
+                      or "https://accounts.spotify.com/"),
+    )
+    engine, factory = _store()
+    prepare_store(engine, factory)
+    with factory() as db:
+        scheduled = resume_at(db)
+        if scheduled is not None and scheduled > utcnow():
+            click.echo(f"Spotify asked us to wait: run again after "
+                       f"{scheduled.isoformat(timespec='seconds')}", err=True)
+            sys.exit(75)
+
+        def new_client() -> SpotifyClient:
+            return SpotifyClient(config, client_credentials_token(config, secret).access_token)
+
+        try:
+            report = link_catalogue(db, new_client(), new_client=new_client, limit=limit)
+        except SpotifyError as exc:
+            raise click.ClickException(f"Spotify: {exc}") from None
+    click.echo(report.summary())
+    if report.status in ("paused", "waiting"):
+        sys.exit(75)
+
+
+@catalog.command("enrich-lastfm")
+@click.option("--limit", type=click.IntRange(1), default=None,
+              help="Send at most this many requests to Last.fm in this run.")
+def catalog_enrich_lastfm(limit: int | None) -> None:
+    """Add mood tags from Last.fm top tags (needs GOODCRY_LASTFM_API_KEY)."""
+    from recommender.bootstrap import prepare_store
+    from recommender.catalog.lastfm_tags import enrich_catalog
+    from recommender.services.lastfm import LastfmClient, LastfmError, lastfm_config
+
+    config = lastfm_config()
+    if config is None:
+        raise click.ClickException("set GOODCRY_LASTFM_API_KEY to ask Last.fm for tags")
+    engine, factory = _store()
+    prepare_store(engine, factory)
+    with factory() as db, LastfmClient(config) as client:
+        try:
+            report = enrich_catalog(db, client, limit=limit)
+        except LastfmError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(report.summary())
+    if report.status in ("paused", "waiting"):
+        sys.exit(75)
+
+
 @catalog.command("build")
 def catalog_build() -> None:
     """Rebuild data/catalog.csv from the editorial sources and annotations."""

@@ -13,6 +13,7 @@ from sqlalchemy.pool import NullPool
 from recommender.bootstrap import prepare_store
 from recommender.cry_sessions import Recommender
 from recommender.store.db import make_engine, make_session_factory
+from tests.fakes.lastfm_server import lastfm_server  # noqa: F401  (a fixture)
 from tests.fakes.spotify_server import spotify_server  # noqa: F401  (a fixture)
 
 PASSWORD = "correct horse battery"

@@ -247,6 +247,62 @@ def _token_request(
     )
 
 
+# -- client credentials (the app itself, for catalogue searches) -------------------------------
+
+
+@dataclass(frozen=True)
+class AppToken:
+    """An app access token from the client-credentials flow: no user, no refresh token."""
+
+    access_token: str
+    expires_at: float
+
+    def __repr__(self) -> str:  # never print tokens
+        return f"AppToken(expires_at={self.expires_at!r})"
+
+    def expires_within(self, seconds: float, now: float | None = None) -> bool:
+        return (time.time() if now is None else now) + seconds >= self.expires_at
+
+
+def client_credentials_token(config: SpotifyConfig, secret: str) -> AppToken:
+    """An app token for searching the catalogue (client-credentials flow, Basic auth).
+
+    Needs the app's client secret (``GOODCRY_SPOTIFY_CLIENT_SECRET``); it can read public data
+    such as search, never a user's library.
+    """
+    if not config.client_id or not secret:
+        raise SpotifyRejected("client credentials need both a client id and a client secret")
+    basic = base64.b64encode(f"{config.client_id}:{secret}".encode()).decode("ascii")
+    try:
+        response = requests.post(
+            config.token_url,
+            data={"grant_type": "client_credentials"},
+            headers={"Accept": "application/json", "Authorization": f"Basic {basic}"},
+            timeout=config.timeout_s,
+        )
+    except requests.exceptions.RequestException as exc:
+        raise _from_requests_error(exc, "token endpoint") from None
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    body = body if isinstance(body, dict) else {}
+    if response.status_code >= 400:
+        error = body.get("error")
+        if isinstance(error, dict):
+            error = error.get("message")
+        message = (f"token endpoint answered {response.status_code}: {error or ''} "
+                   f"{body.get('error_description') or ''}").strip()
+        raise _from_status(response.status_code, message, response.headers, None)
+    if not body.get("access_token"):
+        raise SpotifyError("token endpoint answered without a token", status=response.status_code)
+    try:
+        expires_in = float(body.get("expires_in", 3600))
+    except (TypeError, ValueError):
+        expires_in = 3600.0
+    return AppToken(access_token=str(body["access_token"]), expires_at=time.time() + expires_in)
+
+
 # -- error translation --------------------------------------------------------------------------
 
 

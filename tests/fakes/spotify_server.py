@@ -41,6 +41,7 @@ from recommender.services.spotify import SCOPES, SpotifyConfig, TokenSet
 
 DEFAULT_USER = "goodcry-tester"
 DEFAULT_CLIENT_ID = "goodcry-test-client"
+DEFAULT_CLIENT_SECRET = "goodcry-test-secret"
 DEFAULT_REDIRECT_URI = "http://127.0.0.1:8000/spotify/callback"
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _TRACK_URI = re.compile(r"^spotify:(track|episode):([0-9A-Za-z]+)$")
@@ -213,6 +214,7 @@ class FakeSpotify:
 
     def __init__(self, client_id: str = DEFAULT_CLIENT_ID, seed_catalogue: bool = True):
         self.client_id = client_id
+        self.client_secret = DEFAULT_CLIENT_SECRET
         self._lock = threading.RLock()
         self._stopping = threading.Event()
         self._counter = itertools.count(1)
@@ -586,6 +588,13 @@ class FakeSpotify:
         def token() -> Response:
             form = request.form
             grant_type = form.get("grant_type")
+            if grant_type == "client_credentials":  # the app itself: Basic client_id:secret
+                auth = request.authorization
+                if (auth is None or auth.username != fake.client_id
+                        or auth.password != fake.client_secret):
+                    return oauth_error(400, "invalid_client", "Invalid client secret")
+                access, _ = fake._mint_tokens("", "")
+                return jsonify(access_token=access, token_type="Bearer", expires_in=3600)
             if form.get("client_id") != fake.client_id:
                 return oauth_error(400, "invalid_client", "Invalid client")
             if grant_type == "authorization_code":
