@@ -95,3 +95,54 @@ def export_to_spotify(db: Session, user_id: str, session: CrySession) -> dict | 
     if not spotify_connection.is_connected(db, user_id):
         return None
     return export_session(db, export_settings(), user_id, session).document()
+
+
+class LibraryImportOut(Schema):
+    status = fields.String(metadata={"description": "done, or paused by Spotify (try later)"})
+    added = fields.Integer()
+    unchanged = fields.Integer()
+    new_items = fields.Integer()
+    catalogue_matches = fields.Integer()
+    tagged = fields.Integer()
+    skipped = fields.Integer()
+    sources_done = fields.List(fields.String())
+    retry_after_s = fields.Integer(allow_none=True)
+    message = fields.String()
+
+
+@blp.route("/import", methods=["POST"])
+@blp.response(200, LibraryImportOut, description="The library was imported")
+@blp.alt_response(202, schema=LibraryImportOut,
+                  description="Paused by a Spotify rate limit or outage: what came in is kept; "
+                              "send again after retry_after_s to finish")
+@blp.alt_response(409, schema=ErrorOut, description="Spotify is not connected")
+@blp.doc(security=BEARER)
+@token_required
+def import_library():
+    """Import the caller's recent, top and saved Spotify tracks into their library."""
+    from recommender.catalog.spotify_library import import_spotify_library
+    from recommender.services.lastfm import LastfmClient, LastfmConfig
+    from recommender.services.spotify import SpotifyClient, SpotifyUnauthorized
+
+    db, user_id, config = get_db(), current_user_id(), spotify_config()
+    settings = current_app.config
+    lastfm = None
+    if settings.get("LASTFM_API_KEY"):
+        lastfm = LastfmClient(LastfmConfig(settings["LASTFM_API_KEY"],
+                                           settings.get("LASTFM_API_URL")
+                                           or "https://ws.audioscrobbler.com/2.0/"))
+    try:
+        for force_refresh in (False, True):
+            token = spotify_connection.access_token(db, token_vault(), config, user_id,
+                                                    force_refresh=force_refresh)
+            with SpotifyClient(config, token) as client:
+                try:
+                    report = import_spotify_library(db, client, user_id, lastfm=lastfm)
+                    break
+                except SpotifyUnauthorized:
+                    if force_refresh:
+                        raise
+    finally:
+        if lastfm is not None:
+            lastfm.close()
+    return report.as_dict(), 200 if report.status == "done" else 202
