@@ -339,9 +339,14 @@ class _ExportRun:
             self.finish("partial", error="Spotify is not connected")
             raise
         except BaseException:
+            # Unexpected: what is in memory may not have happened. Keep the recorded progress
+            # (its intent makes the next call check Spotify) and only release the job.
             self.db.rollback()
+            self.db.refresh(self.job)
             if self.job.status == "running":
-                self.finish("partial", error="the export was interrupted")
+                self.job.status = "partial"
+                self.job.error = "the export was interrupted"
+                self.db.commit()
             raise
         finally:
             if self._client is not None:
