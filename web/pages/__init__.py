@@ -25,6 +25,7 @@ from flask_login import (
     login_user,
     logout_user,
 )
+from flask_wtf.csrf import CSRFError
 
 from recommender import accounts, cry_sessions, memories
 from recommender.care import care_document, screen_texts
@@ -59,7 +60,10 @@ PHASE_NOTES = {
     "release": "If tears come, let them.",
     "aftercare": "Come back gently.",
 }
-SPOTIFY_CONNECT = "spotify_pages.connect_page"
+# Spotify pages live in their own blueprint (web/pages/spotify.py); link to them only when
+# it is registered, under whichever name it uses.
+SPOTIFY_CONNECT = ("spotify_pages.connect_page", "spotify_pages.connection")
+SPOTIFY_EXPORT = ("spotify_pages.export_to_spotify", "spotify_pages.export_session")
 
 
 class PageUser(UserMixin):
@@ -74,6 +78,13 @@ def load_user(user_id: str) -> PageUser | None:
     return PageUser(user) if user else None
 
 
+def _url_if_registered(endpoints: tuple[str, ...], **values) -> str | None:
+    for endpoint in endpoints:
+        if endpoint in current_app.view_functions:
+            return url_for(endpoint, **values)
+    return None
+
+
 def _status(form) -> int:
     return 422 if form.errors else 200
 
@@ -81,6 +92,14 @@ def _status(form) -> int:
 def _render_request(form: SessionRequestForm, status: int = 200):
     return render_template("request.html", form=form,
                            moods=default_vocabulary().moods), status
+
+
+@bp.errorhandler(CSRFError)
+def form_expired(exc: CSRFError):
+    """A form without its token (too old, or sent from elsewhere): say so kindly."""
+    return render_template("error.html", status=400, message=(
+        "this form was open for a long while or came from another page, so it was not "
+        "sent; please go back, reload the page and try again")), 400
 
 
 @bp.route("/")
@@ -179,9 +198,14 @@ def session_page(session_id: str):
     """A session: its arc in phases, each item with its prompt and reason, then aftercare."""
     session = _own_session(session_id)
     doc = cry_sessions.session_document(session)
-    memory_titles = {m.id: m.title for m in memories.list_memories(get_db(), current_user.id)}
+    db = get_db()
+    memory_titles = {m.id: m.title for m in memories.list_memories(db, current_user.id)}
+    spotify_export_url = (
+        _url_if_registered(SPOTIFY_EXPORT, session_id=session.id)
+        if db.get(SpotifyConnection, current_user.id) is not None else None)
     return render_template("session.html", session=doc, phases=_phases(doc["items"]),
-                           memory_titles=memory_titles, rated=session.feedback is not None)
+                           memory_titles=memory_titles, rated=session.feedback is not None,
+                           spotify_export_url=spotify_export_url)
 
 
 @bp.route("/sessions/<session_id>/rate", methods=["GET", "POST"])
@@ -319,10 +343,8 @@ def account():
     """Account: Spotify, a copy of everything, signing out, deleting it all."""
     db = get_db()
     user = db.get(User, current_user.id)
-    spotify_url = (url_for(SPOTIFY_CONNECT) if SPOTIFY_CONNECT in current_app.view_functions
-                   else None)
     return render_template(
-        "account.html", user=user, spotify_url=spotify_url,
+        "account.html", user=user, spotify_url=_url_if_registered(SPOTIFY_CONNECT),
         spotify_connected=db.get(SpotifyConnection, current_user.id) is not None,
         counts={"sessions": len(cry_sessions.list_sessions(db, current_user.id)),
                 "memories": len(memories.list_memories(db, current_user.id))})

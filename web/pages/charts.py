@@ -34,7 +34,8 @@ PRESENTATION = {
     "stroke-linejoin", "stroke-dasharray", "stroke-dashoffset", "stroke-miterlimit",
     "opacity", "font-size", "font-weight", "font-style", "text-anchor", "clip-path",
 }
-FONT_SIZE = 11
+FONT_SIZE = 12
+MIN_SLOTS = 6  # a first session or two should not fill the whole width
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class Chart:
     svg: Markup
 
 
-def _figure(width: float = 5.2, height: float = 2.9):
+def _figure(width: float = 4.8, height: float = 2.9):
     fig, ax = plt.subplots(figsize=(width, height), facecolor="none")
     ax.set_facecolor("none")
     for side in ("top", "right"):
@@ -104,8 +105,11 @@ def _svg(fig, chart_id: str, title: str, desc: str) -> Markup:
         clip = element.get("clip-path")
         if clip:
             element.set("clip-path", re.sub(r"url\(#", f"url(#{chart_id}-", clip))
-    for name in ("width", "height"):
-        root.attrib.pop(name, None)
+    # Drawn at its natural size (points to CSS pixels), so text is the same size in every
+    # chart; the stylesheet lets it shrink to fit a phone.
+    _, _, width, height = (float(v) for v in root.get("viewBox").split())
+    root.set("width", f"{width * 4 / 3:.0f}")
+    root.set("height", f"{height * 4 / 3:.0f}")
     root.set("role", "img")
     root.set("class", "chart")
     root.set("aria-labelledby", f"{chart_id}-title {chart_id}-desc")
@@ -122,7 +126,7 @@ def _date_ticks(ax, points: list[SessionPoint]) -> None:
     step = max(1, -(-len(points) // 6))
     positions = list(range(0, len(points), step))
     ax.set_xticks(positions, [points[i].created_at.strftime("%d %b") for i in positions])
-    ax.set_xlim(-0.6, len(points) - 0.4)
+    ax.set_xlim(-0.6, max(len(points), MIN_SLOTS) - 0.4)
 
 
 def mood_chart(history: PersonHistory) -> Chart | None:
