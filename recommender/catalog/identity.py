@@ -35,6 +35,8 @@ _WHITESPACE = re.compile(r"\s+")
 
 def _fold(text: str) -> str:
     """Lower case without accents (NFKD, combining marks dropped)."""
+    if text.isascii():  # nothing to decompose: the common case, kept fast for bulk imports
+        return text.lower()
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
 

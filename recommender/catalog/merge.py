@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
-from sqlalchemy import insert, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.orm import Session
 
 from recommender.catalog.identity import identity_key
 from recommender.store.catalog import bump_catalog_revision
@@ -22,6 +22,7 @@ from recommender.store.models import CatalogItem, ItemTag, new_id, utcnow
 from recommender.vocabulary import Vocabulary, default_vocabulary
 
 TYPICAL_DURATION_S = {"song": 240, "film": 6600}
+LOOKUP_CHUNK = 900  # identity keys per query, under every database's parameter limit
 
 
 @dataclass(frozen=True)
@@ -112,34 +113,74 @@ def combine(first: Candidate, second: Candidate, vocabulary: Vocabulary) -> Cand
     )
 
 
-def merge_into(item: CatalogItem, candidate: Candidate, vocabulary: Vocabulary) -> bool:
-    """Add what ``candidate`` knows to an existing item; True when anything changed."""
-    changed = False
-    current = item.tag_list
-    merged = order_tags([*current, *candidate.tags], vocabulary)
-    if merged != current and set(merged) != set(current):
-        item.tags.clear()
-        item.tags.extend(ItemTag(tag=t, position=i) for i, t in enumerate(merged))
-        changed = True
-    sources = _joined_sources(item.sources, candidate.source)
-    if sources != item.sources:
-        item.sources = sources
-        changed = True
+def changes_for(stored: dict, candidate: Candidate,
+                vocabulary: Vocabulary) -> tuple[dict, list[str] | None]:
+    """What ``candidate`` adds to a stored item (a dict of its columns and ``tags``).
+
+    Returns the column values to set and the new tag list (None when the tags stay).
+    """
+    values: dict = {}
+    current = list(stored["tags"])
+    new_tags = None
+    if any(t not in current for t in candidate.tags):
+        new_tags = order_tags([*current, *candidate.tags], vocabulary)
+    sources = _joined_sources(stored["sources"], candidate.source)
+    if sources != stored["sources"]:
+        values["sources"] = sources
     for name in ("spotify_uri", "isrc", "year"):
         value = getattr(candidate, name)
-        if value and not getattr(item, name):
-            setattr(item, name, value)
-            changed = True
-    if candidate.duration_s and item.duration_estimated:
-        item.duration_s = candidate.duration_s
-        item.duration_estimated = False
-        changed = True
-    if candidate.shared and not item.shared:
-        item.shared = True
-        changed = True
-    if changed:
+        if value and not stored[name]:
+            values[name] = value
+    if candidate.duration_s and stored["duration_estimated"]:
+        values["duration_s"] = candidate.duration_s
+        values["duration_estimated"] = False
+    if candidate.shared and not stored["shared"]:
+        values["shared"] = True
+    return values, new_tags
+
+
+_STORED_COLUMNS = ("id", "identity_key", "sources", "spotify_uri", "isrc", "year",
+                   "duration_estimated", "shared")
+
+
+def merge_into(item: CatalogItem, candidate: Candidate, vocabulary: Vocabulary) -> bool:
+    """Add what ``candidate`` knows to an existing (ORM) item; True when anything changed."""
+    stored = {name: getattr(item, name) for name in _STORED_COLUMNS}
+    stored["tags"] = item.tag_list
+    values, new_tags = changes_for(stored, candidate, vocabulary)
+    for name, value in values.items():
+        setattr(item, name, value)
+    if new_tags is not None:
+        item.tags.clear()
+        item.tags.extend(ItemTag(tag=t, position=i) for i, t in enumerate(new_tags))
+    if values or new_tags is not None:
         item.updated_at = utcnow()
-    return changed
+        return True
+    return False
+
+
+def _stored(db: Session, column, values: list[str]) -> dict[str, dict]:
+    """Stored items whose ``column`` is among ``values``, as dicts with their ordered tags."""
+    items = CatalogItem.__table__
+    tags = ItemTag.__table__
+    found: dict[str, dict] = {}
+    for start in range(0, len(values), LOOKUP_CHUNK):
+        chunk = values[start:start + LOOKUP_CHUNK]
+        by_id: dict[str, dict] = {}
+        for row in db.execute(select(*(items.c[n] for n in _STORED_COLUMNS))
+                              .where(column.in_(chunk))).mappings():
+            entry = {**row, "tags": []}
+            by_id[entry["id"]] = entry
+        if by_id:
+            for item_id, tag in db.execute(
+                select(tags.c.item_id, tags.c.tag).where(tags.c.item_id.in_(list(by_id)))
+                .order_by(tags.c.item_id, tags.c.position)
+            ):
+                by_id[item_id]["tags"].append(tag)
+        for entry in by_id.values():
+            found[entry["identity_key"] if column is items.c.identity_key
+                  else entry["spotify_uri"]] = entry
+    return found
 
 
 def _new_item_row(candidate: Candidate, key: str) -> dict:
@@ -183,7 +224,7 @@ def merge_candidates(
     report: MergeReport | None = None,
     *,
     vocabulary: Vocabulary | None = None,
-    batch_size: int = 2000,
+    batch_size: int = 5000,
 ) -> MergeReport:
     """Create or enrich items by identity key (or, failing that, by Spotify URI); flushes.
 
@@ -197,37 +238,29 @@ def merge_candidates(
         for candidate in chunk:
             key = candidate.key
             batch[key] = combine(batch[key], candidate, vocabulary) if key in batch else candidate
-        existing = {
-            item.identity_key: item
-            for item in db.scalars(
-                select(CatalogItem)
-                .where(CatalogItem.identity_key.in_(list(batch)))
-                .options(selectinload(CatalogItem.tags))
-            )
-        }
-        by_uri = {}
+        items, tags = CatalogItem.__table__, ItemTag.__table__
+        existing = _stored(db, items.c.identity_key, list(batch))
         wanted_uris = [c.spotify_uri for k, c in batch.items()
                        if k not in existing and c.spotify_uri]
-        if wanted_uris:
-            by_uri = {
-                item.spotify_uri: item
-                for item in db.scalars(
-                    select(CatalogItem)
-                    .where(CatalogItem.spotify_uri.in_(wanted_uris))
-                    .options(selectinload(CatalogItem.tags))
-                )
-            }
+        by_uri = _stored(db, items.c.spotify_uri, wanted_uris) if wanted_uris else {}
         new_items: list[dict] = []
         new_tags: list[dict] = []
         for key, candidate in batch.items():
-            item = existing.get(key) or by_uri.get(candidate.spotify_uri or "")
-            if item is not None:
-                if merge_into(item, candidate, vocabulary):
-                    report.updated += 1
-                    any_change = True
-                else:
+            stored = existing.get(key) or by_uri.get(candidate.spotify_uri or "")
+            if stored is not None:
+                report.item_ids[key] = stored["id"]
+                values, new_tag_list = changes_for(stored, candidate, vocabulary)
+                if not values and new_tag_list is None:
                     report.unchanged += 1
-                report.item_ids[key] = item.id
+                    continue
+                values["updated_at"] = utcnow()
+                db.execute(update(items).where(items.c.id == stored["id"]).values(**values))
+                if new_tag_list is not None:
+                    db.execute(delete(tags).where(tags.c.item_id == stored["id"]))
+                    new_tags.extend({"item_id": stored["id"], "tag": t, "position": i}
+                                    for i, t in enumerate(new_tag_list))
+                report.updated += 1
+                any_change = True
                 continue
             row = _new_item_row(candidate, key)
             new_items.append(row)
@@ -238,11 +271,12 @@ def merge_candidates(
             report.item_ids[key] = row["id"]
             report.added += 1
         if new_items:
-            db.execute(insert(CatalogItem), new_items)
+            db.execute(insert(items), new_items)
             any_change = True
         if new_tags:
-            db.execute(insert(ItemTag), new_tags)
-        db.flush()
+            db.execute(insert(tags), new_tags)
     if any_change:
+        # Core writes bypass the identity map: drop any stale catalogue objects it holds.
+        db.expire_all()
         bump_catalog_revision(db)
     return report

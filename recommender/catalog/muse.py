@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from tqdm import tqdm
 
 from recommender.catalog.merge import Candidate, MergeReport, Problem, merge_candidates
-from recommender.vocabulary import Vocabulary, default_vocabulary
+from recommender.vocabulary import TagMapping, Vocabulary, default_vocabulary
 
 SOURCE = "muse"
 REQUIRED_COLUMNS = (
@@ -62,11 +62,17 @@ class MuseRow:
     spotify_id: str | None
 
 
+_SIMPLE_SEEDS = re.compile(r"^\[\s*(?:'[^'\\]*'(?:\s*,\s*'[^'\\]*')*)?\s*,?\s*\]$")
+_QUOTED = re.compile(r"'([^'\\]*)'")
+
+
 def parse_seeds(text: str) -> tuple[str, ...]:
     """``"['sad', 'melancholy']"`` -> ``('sad', 'melancholy')``; ValueError if malformed."""
     text = text.strip()
     if not text:
         return ()
+    if _SIMPLE_SEEDS.match(text):  # the usual shape, without the cost of a parse
+        return tuple(v.strip() for v in _QUOTED.findall(text) if v.strip())
     try:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
@@ -165,6 +171,7 @@ def read_candidates(
             f"{file}:1: not a MuSe file: the header lacks {', '.join(missing)} "
             f"(expected {','.join(REQUIRED_COLUMNS)})"
         )
+    mappings: dict[tuple[str, ...], TagMapping] = {}  # seed lists repeat: map each once
     unknown_first_line: dict[str, int] = {}
     unknown_rows: dict[str, int] = {}
     for raw in reader:
@@ -176,7 +183,9 @@ def read_candidates(
         except ValueError as exc:
             report.errors.append(Problem(file, line, str(exc)))
             continue
-        mapping = vocabulary.map_tags(list(row.seeds))
+        mapping = mappings.get(row.seeds)
+        if mapping is None:
+            mapping = mappings[row.seeds] = vocabulary.map_tags(list(row.seeds))
         for tag in mapping.unknown:
             unknown_first_line.setdefault(tag, line)
             unknown_rows[tag] = unknown_rows.get(tag, 0) + 1
