@@ -23,6 +23,16 @@ def _store():
     return engine, make_session_factory(engine)
 
 
+def _prepare_matrix(factory) -> None:
+    """Build a large catalogue's item matrix artefact before any worker needs it."""
+    from recommender.matrix_cache import prepare_artefact
+    from recommender.vocabulary import default_vocabulary
+
+    with factory() as db:
+        if prepare_artefact(db, default_vocabulary()):
+            click.echo("goodcry: item matrix ready", err=True)
+
+
 @click.group()
 def main() -> None:
     """goodcry: cry sessions of sad songs and films, ranked for you."""
@@ -46,6 +56,7 @@ def serve(host: str, port: int, workers: int) -> None:
 
     engine, factory = _store()
     count = prepare_store(engine, factory)
+    _prepare_matrix(factory)
     engine.dispose()
     click.echo(f"goodcry: database ready, {count} catalogue items", err=True)
 
@@ -85,6 +96,8 @@ def catalog_import(file: Path, progress: bool) -> None:
             report = import_csv(db, file, progress=progress)
         except CatalogFileError as exc:
             raise click.ClickException(f"{file}: {exc}") from None
+        if report.changed:
+            _prepare_matrix(factory)
     for problem in report.errors:
         click.echo(f"{file}:{problem.line}: skipped: {problem.message}", err=True)
     for problem in report.warnings:

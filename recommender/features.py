@@ -13,7 +13,7 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from recommender.catalog.identity import normalise_name
+from recommender.catalog.identity import normalise_name, normalise_title
 from recommender.vocabulary import Vocabulary
 
 EXPLORATION_MODES = ("familiar", "balanced", "discover")
@@ -29,7 +29,7 @@ CONTENT_FEATURES = (
 
 # What a person's past graded reactions say about an item, one feature per kind of attribute:
 # how far above or below the prior their taste for the item's themes, moods, maker, era, kind
-# and the item itself lies (posterior mean minus prior mean; 0 for someone new).
+# and the item itself lies (posterior log-odds minus the prior's, summed; 0 for someone new).
 TASTE_GROUPS = ("theme", "mood", "maker", "era", "kind", "item")
 TASTE_FEATURES = tuple(f"taste_{g}" for g in TASTE_GROUPS)
 
@@ -119,14 +119,31 @@ class TextColumn:
     def __getitem__(self, row: int) -> str:
         return self.data[self.offsets[row]:self.offsets[row + 1]].tobytes().decode("utf-8")
 
-    def take(self, rows: np.ndarray) -> TextColumn:
-        return TextColumn.from_strings([self[int(r)] for r in rows])
+    def take(self, rows: np.ndarray) -> list[str]:
+        """The strings at ``rows``, gathered and decoded in one go."""
+        rows = np.asarray(rows, dtype=np.int64)
+        starts = self.offsets[rows]
+        lengths = self.offsets[rows + 1] - starts
+        if not len(rows) or not int(lengths.sum()):
+            return [""] * len(rows)
+        # Each string followed by a NUL, so one decode and one split give them all back.
+        ends = np.cumsum(lengths + 1)
+        src = np.repeat(starts - (ends - lengths - 1), lengths + 1) + np.arange(int(ends[-1]))
+        buf = self.data[np.minimum(src, len(self.data) - 1)]
+        buf[ends - 1] = 0
+        parts = buf.tobytes().decode("utf-8").split("\x00")[:-1]
+        if len(parts) != len(rows):  # a string holding a NUL itself: the slow way
+            return [self[int(r)] for r in rows]
+        return parts
 
 
 class ItemRecords(Sequence[ItemRecord]):
     """The catalogue's items as columns; an :class:`ItemRecord` is made only when asked for.
 
-    ``tags`` is a list of ``;``-joined tag strings, one per item (kept as a TextColumn).
+    ``tags`` is a list of ``;``-joined tag strings, one per item (kept as a TextColumn);
+    ``maker_key`` and ``title_key`` are the normalised maker and title (as in identity keys).
+    A column is a TextColumn or an array for the whole catalogue, and plain lists in the
+    small matrices :meth:`ItemMatrix.subset` makes.
     """
 
     def __init__(self, ids: np.ndarray, columns: dict):
@@ -147,6 +164,9 @@ class ItemRecords(Sequence[ItemRecord]):
             "aftercare": np.array([r.aftercare for r in records], dtype=bool),
             "tags": TextColumn.from_strings([";".join(r.tags) for r in records]),
             "spotify_uri": TextColumn.from_strings([r.spotify_uri for r in records]),
+            "maker_key": TextColumn.from_strings(
+                [normalise_name(r.artist or r.director or "") for r in records]),
+            "title_key": TextColumn.from_strings([normalise_title(r.title) for r in records]),
         })
 
     def __len__(self) -> int:
@@ -176,10 +196,12 @@ class ItemRecords(Sequence[ItemRecord]):
             yield self[row]
 
     def take(self, rows: np.ndarray) -> ItemRecords:
-        return ItemRecords(self.ids[rows], {
-            name: col.take(rows) if isinstance(col, TextColumn) else col[rows]
-            for name, col in self.columns.items()
-        })
+        def take(col):
+            if isinstance(col, TextColumn | np.ndarray):
+                return col.take(rows) if isinstance(col, TextColumn) else col[rows]
+            return [col[int(r)] for r in rows]
+
+        return ItemRecords(self.ids[rows], {n: take(c) for n, c in self.columns.items()})
 
 
 class ItemIndex(Mapping[str, int]):
@@ -225,8 +247,9 @@ class ItemMatrix:
     """Every catalogue item as rows of arrays, built once per catalogue revision.
 
     ``maker`` holds a code per item for its normalised artist or director (0: none), so
-    "the same maker" is an integer comparison. ``text_by_term`` is ``text`` in column
-    (term) order: the inverted index candidate retrieval reads.
+    "the same maker" is an integer comparison; ``maker_names[code]`` is that name.
+    ``text_by_term`` is ``text`` in column (term) order: the inverted index candidate
+    retrieval reads.
     """
 
     records: Sequence[ItemRecord]
@@ -244,6 +267,7 @@ class ItemMatrix:
     revision: int = 0
     extra: dict = field(default_factory=dict)
     text_by_term: sp.csc_matrix | None = None
+    maker_names: Sequence[str] = ("",)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -260,7 +284,7 @@ class ItemMatrix:
             duration_s=self.duration_s[rows], is_film=self.is_film[rows],
             aftercare=self.aftercare[rows], maker=self.maker[rows],
             has_suicide_theme=self.has_suicide_theme[rows], revision=self.revision,
-            extra={"parent_rows": rows},
+            extra={"parent_rows": rows}, maker_names=self.maker_names,
         )
 
 
@@ -284,15 +308,15 @@ def _text_vectorizer() -> TfidfVectorizer:
     )
 
 
-def maker_codes(names: Sequence[str | None]) -> np.ndarray:
-    """A code per normalised artist or director name; 0 for none."""
-    normalised = [normalise_name(n or "") for n in names]
-    codes, uniques = pd.factorize(pd.Series(normalised, dtype=object), sort=False)
+def maker_codes(normalised: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """A code per normalised artist or director name (0 for none), and the names by code."""
+    codes, uniques = pd.factorize(pd.Series(list(normalised), dtype=object), sort=False)
+    names = ["", *(str(u) for u in uniques)]
     codes = codes.astype(np.int64) + 1
-    empty = np.flatnonzero(uniques == "")
-    if len(empty):
+    empty = [i for i, u in enumerate(uniques) if u == ""]
+    if empty:
         codes[codes == empty[0] + 1] = 0
-    return codes
+    return codes, names
 
 
 def build_item_matrix(
@@ -303,6 +327,8 @@ def build_item_matrix(
     docs = [item_document(r, vocabulary) for r in records]
     text = vectorizer.fit_transform(docs) if records else sp.csr_matrix((0, 0), dtype=np.float32)
     columns = ItemRecords.from_records(records)
+    makers, maker_names = maker_codes(
+        [normalise_name(r.artist or r.director or "") for r in records])
     return ItemMatrix(
         records=columns,
         index=ItemIndex(columns.ids),
@@ -314,10 +340,11 @@ def build_item_matrix(
         duration_s=np.array([r.duration_s for r in records], dtype=np.int64),
         is_film=np.array([r.kind == "film" for r in records], dtype=bool),
         aftercare=np.array([r.aftercare for r in records], dtype=bool),
-        maker=maker_codes([r.artist or r.director for r in records]),
+        maker=makers,
         has_suicide_theme=np.array(["suicide" in r.tags for r in records], dtype=bool),
         revision=revision,
         text_by_term=sp.csc_matrix(text) if records else None,
+        maker_names=maker_names,
     )
 
 
@@ -326,9 +353,10 @@ def build_item_matrix_from_frames(
 ) -> ItemMatrix:
     """The same matrix as :func:`build_item_matrix`, from bulk-loaded column frames.
 
-    ``items`` has the item columns (``id, kind, title, artist, director, year, duration_s,
-    intensity, aftercare, spotify_uri``), ``tags`` has ``item_id, tag, position``. Rows are
-    ordered by id. Vectorised throughout, apart from the text vectoriser itself.
+    ``items`` has the item columns (``id, identity_key, kind, title, artist, director, year,
+    duration_s, intensity, aftercare, spotify_uri``), ``tags`` has ``item_id, tag,
+    position``. Rows are ordered by id. Vectorised throughout, apart from the text
+    vectoriser itself.
     """
     items = items.sort_values("id", kind="stable").reset_index(drop=True)
     n = len(items)
@@ -367,6 +395,11 @@ def build_item_matrix_from_frames(
     aftercare = items["aftercare"].fillna(False).to_numpy(bool)
     duration = items["duration_s"].to_numpy(np.int64)
     ids = np.array(items["id"].tolist(), dtype="S") if n else np.zeros(0, dtype="S16")
+    # The identity key is "kind|normalised title|normalised maker" (no part holds a "|").
+    identity = items["identity_key"].str.split("|", n=2, expand=True) if n else None
+    title_key = identity[1].fillna("").tolist() if n else []
+    maker_key = identity[2].fillna("").tolist() if n else []
+    makers, maker_names = maker_codes(maker_key)
     records = ItemRecords(ids, {
         "is_film": is_film,
         "title": TextColumn.from_strings(items["title"].tolist()),
@@ -378,6 +411,8 @@ def build_item_matrix_from_frames(
         "aftercare": aftercare,
         "tags": TextColumn.from_strings(joined_tags.tolist()),
         "spotify_uri": TextColumn.from_strings(items["spotify_uri"].tolist()),
+        "maker_key": TextColumn.from_strings(maker_key),
+        "title_key": TextColumn.from_strings(title_key),
     })
     suicide = np.zeros(n, dtype=bool)
     suicide[tag_rows[(tags["tag"] == "suicide").to_numpy()]] = True
@@ -392,11 +427,95 @@ def build_item_matrix_from_frames(
         duration_s=duration,
         is_film=is_film,
         aftercare=aftercare,
-        maker=maker_codes((artist.where(artist != "", director)).tolist()),
+        maker=makers,
         has_suicide_theme=suicide,
         revision=revision,
         text_by_term=sp.csc_matrix(text) if n else None,
+        maker_names=maker_names,
     )
+
+
+def item_years(matrix: ItemMatrix) -> np.ndarray:
+    """Each item's year (0 when unknown)."""
+    records = matrix.records
+    if isinstance(records, ItemRecords):
+        return np.asarray(records.columns["year"])
+    return np.array([r.year or 0 for r in records], dtype=np.int32)
+
+
+def item_eras(matrix: ItemMatrix) -> np.ndarray:
+    """Each item's decade label ("1980s"; "" when its year is unknown)."""
+    years = item_years(matrix)
+    labels = np.char.add(((years // 10) * 10).astype(str), "s")
+    return np.where(years > 0, labels, "").astype(object)
+
+
+def item_title_keys(matrix: ItemMatrix) -> np.ndarray:
+    """Each item's normalised title (as in its identity key)."""
+    records = matrix.records
+    if isinstance(records, ItemRecords) and "title_key" in records.columns:
+        col = records.columns["title_key"]
+        keys = col.take(np.arange(len(records))) if isinstance(col, TextColumn) else list(col)
+    else:
+        keys = [normalise_title(r.title) for r in records]
+    return np.array(keys, dtype=object)
+
+
+def taste_attribute_table(
+    matrix: ItemMatrix, vocabulary: Vocabulary
+) -> tuple[tuple[str, ...], np.ndarray, sp.csr_matrix]:
+    """:func:`attribute_keys` for every item of ``matrix`` at once, as a table.
+
+    Returns the sorted attribute keys, each key's group (an index into ``TASTE_GROUPS``) and
+    an items x keys matrix holding 1 where an item has a key. Vectorised over the matrix's
+    columns, so it is cheap for the candidates of one request.
+    """
+    n = len(matrix)
+    rows_all = np.arange(n, dtype=np.int64)
+    keys: list[str] = []
+    groups: list[int] = []
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # rows, cols, values
+
+    def add(group: str, names: Sequence[str], rows: np.ndarray, cols: np.ndarray,
+            values: np.ndarray) -> None:
+        parts.append((rows, cols + len(keys), values))
+        keys.extend(f"{group}:{name}" for name in names)
+        groups.extend([TASTE_GROUPS.index(group)] * len(names))
+
+    for group, tags, ids in (("theme", matrix.themes, vocabulary.theme_ids),
+                             ("mood", matrix.moods, vocabulary.mood_ids)):
+        coo = sp.coo_matrix(tags)
+        used = np.unique(coo.col)
+        add(group, [ids[j] for j in used], coo.row.astype(np.int64),
+            np.searchsorted(used, coo.col), np.ones(len(coo.row)))
+    makers = np.asarray(matrix.maker)
+    has_maker = makers > 0
+    used = np.unique(makers[has_maker])
+    add("maker", [matrix.maker_names[c] for c in used], rows_all[has_maker],
+        np.searchsorted(used, makers[has_maker]), np.ones(int(has_maker.sum())))
+    records = matrix.records
+    year = item_years(matrix)
+    has_year = year > 0
+    decades = (year[has_year] // 10) * 10
+    used = np.unique(decades)
+    add("era", [f"{d}s" for d in used], rows_all[has_year], np.searchsorted(used, decades),
+        np.ones(int(has_year.sum())))
+    is_film = np.asarray(matrix.is_film)
+    kinds = np.unique(is_film)
+    add("kind", ["film" if k else "song" for k in kinds], rows_all,
+        np.searchsorted(kinds, is_film), np.ones(n))
+    item_ids = (records.ids if isinstance(records, ItemRecords)
+                else np.array([r.id.encode("utf-8") for r in records], dtype="S"))
+    add("item", [i.decode("utf-8") for i in item_ids], rows_all, rows_all, np.ones(n))
+
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    new_col = np.empty(len(keys), dtype=np.int64)
+    new_col[order] = np.arange(len(keys))
+    rows = np.concatenate([p[0] for p in parts])
+    cols = new_col[np.concatenate([p[1] for p in parts])]
+    values = np.concatenate([p[2] for p in parts])
+    weights = sp.csr_matrix((values, (rows, cols)), shape=(n, len(keys)))
+    return (tuple(keys[j] for j in order), np.asarray(groups, dtype=np.int64)[order], weights)
 
 
 @dataclass(frozen=True)

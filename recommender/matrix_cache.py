@@ -35,12 +35,12 @@ log = logging.getLogger(__name__)
 PERSIST_MIN_ITEMS = 20_000
 # Artefacts of other generations untouched for this long are removed.
 STALE_AFTER_S = 24 * 3600
-FORMAT = "1"
+FORMAT = "2"
 
 _ARRAYS = ("intensity", "duration_s", "is_film", "aftercare", "maker", "has_suicide_theme")
 _SPARSE = ("moods", "themes", "text")
-_TEXT_COLUMNS = ("title", "artist", "director", "tags", "spotify_uri")
-_RECORD_ARRAYS = ("year", "record_intensity")
+_TEXT_COLUMNS = ("title", "artist", "director", "tags", "spotify_uri", "maker_key",
+                 "title_key")
 
 
 def default_cache_dir() -> Path:
@@ -83,7 +83,13 @@ def save_matrix(matrix: ItemMatrix, directory: Path) -> None:
         np.save(tmp / f"{name}.offsets.npy", col.offsets)
     for name in _SPARSE:
         _save_sparse(tmp, name, getattr(matrix, name))
-    _save_sparse(tmp, "text_by_term", matrix.text_by_term or sp.csc_matrix(matrix.text))
+    by_term = matrix.text_by_term
+    if by_term is None:
+        by_term = sp.csc_matrix(matrix.text)
+    _save_sparse(tmp, "text_by_term", by_term)
+    names = TextColumn.from_strings(list(matrix.maker_names))
+    np.save(tmp / "maker_names.data.npy", names.data)
+    np.save(tmp / "maker_names.offsets.npy", names.offsets)
     joblib.dump(matrix.vectorizer, tmp / "vectorizer.joblib")
     (tmp / "revision").write_text(str(matrix.revision))
     (tmp / "format").write_text(FORMAT)
@@ -115,6 +121,7 @@ def load_matrix(directory: Path) -> ItemMatrix:
         vectorizer=joblib.load(directory / "vectorizer.joblib"),
         revision=int((directory / "revision").read_text()),
         text_by_term=_load_sparse(directory, "text_by_term", sp.csc_matrix),
+        maker_names=TextColumn(arr("maker_names.data"), arr("maker_names.offsets")),
         **plain,
     )
 
@@ -170,3 +177,14 @@ def cached_matrix(
             fcntl.flock(lock, fcntl.LOCK_UN)
     # Serve from the mapped files, so this process shares pages with the other workers.
     return load_matrix(target)
+
+
+def prepare_artefact(db: Session, vocabulary: Vocabulary, cache_dir: Path | None = None) -> bool:
+    """Build the current catalogue's artefact now if it is large enough to want one, so no
+    worker has to build it while serving. True when an artefact is ready."""
+    from recommender.store.catalog import count_items
+
+    if count_items(db) < PERSIST_MIN_ITEMS:
+        return False
+    cached_matrix(db, vocabulary, cache_dir or default_cache_dir())
+    return True

@@ -22,9 +22,9 @@ from recommender.vocabulary import Vocabulary
 
 # Catalogues up to this size are ranked in full (the bundled one has under a thousand items).
 RETRIEVE_ABOVE = 5_000
-SONG_CANDIDATES = 2_000
-FILM_CANDIDATES = 200
-AFTERCARE_CANDIDATES = 200
+SONG_CANDIDATES = 1_000
+FILM_CANDIDATES = 100
+AFTERCARE_CANDIDATES = 100
 # A small random spread among equal priors, so ties do not always resolve the same way.
 TIE_SPREAD = 0.05
 

@@ -99,9 +99,9 @@ def item_frames(db: Session) -> tuple[pd.DataFrame, pd.DataFrame]:
     tags = ItemTag.__table__
     conn = db.connection()
     item_frame = pd.read_sql(
-        select(items.c.id, items.c.kind, items.c.title, items.c.artist, items.c.director,
-               items.c.year, items.c.duration_s, items.c.intensity, items.c.aftercare,
-               items.c.spotify_uri).where(items.c.shared.is_(True)),
+        select(items.c.id, items.c.identity_key, items.c.kind, items.c.title, items.c.artist,
+               items.c.director, items.c.year, items.c.duration_s, items.c.intensity,
+               items.c.aftercare, items.c.spotify_uri).where(items.c.shared.is_(True)),
         conn,
     )
     tag_frame = pd.read_sql(

@@ -1,0 +1,277 @@
+"""Sessions at scale: synthetic catalogues of 10k, 100k and 1M items through the real service.
+
+For each size this script writes a catalogue CSV in the contract's format (the real
+vocabulary's moods and themes, realistic durations, some aftercare songs, some films),
+imports it with ``goodcry catalog import`` (timed), starts ``goodcry serve --workers 2``
+with rate limits off on a loopback port, drives it from a separate process (a bounded load
+client: a fixed number of requests, a few at a time) and prints a table:
+
+    items, import time, session p50/p95/p99, /healthz p50, ratio, sessions/s, RSS of workers
+
+Run:  .venv/bin/python benchmarks/scale.py --sizes 10000,100000,1000000
+Also: .venv/bin/python benchmarks/scale.py --rank-only   (in-process ranking micro-benchmark)
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import psutil
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+# ``python -m recommender.cli`` from this checkout (the same as the ``goodcry`` script).
+GOODCRY = [sys.executable, "-m", "recommender.cli"]
+HEADER = ["kind", "title", "artist", "director", "year", "duration_s", "tags", "spotify_id",
+          "intensity", "aftercare"]
+WORDS = ("rain", "letter", "river", "winter", "home", "light", "goodbye", "harbour", "silence",
+         "garden", "mother", "paper", "ocean", "train", "window", "lantern", "ashes", "bridge")
+
+
+def vocabulary_ids() -> tuple[list[str], list[str]]:
+    data = json.loads((ROOT / "data" / "vocabulary.json").read_text())
+    return [m["id"] for m in data["moods"]], [t["id"] for t in data["themes"]]
+
+
+def write_catalogue(path: Path, n: int, seed: int = 7) -> None:
+    """``n`` items: ~88% sad songs, ~7% films, ~5% aftercare songs."""
+    rng = random.Random(seed)
+    moods, themes = vocabulary_ids()
+    artists = [f"Artist {i} {rng.choice(WORDS).title()}" for i in range(max(50, n // 8))]
+    directors = [f"Director {i}" for i in range(max(20, n // 60))]
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        out = csv.writer(fh)
+        out.writerow(HEADER)
+        for i in range(n):
+            title = f"{rng.choice(WORDS).title()} {rng.choice(WORDS)} no. {i}"
+            r = rng.random()
+            tags = rng.sample(moods, rng.randint(1, 2)) + rng.sample(themes, rng.randint(0, 2))
+            if r < 0.05:
+                out.writerow(["song", title, rng.choice(artists), "", rng.randint(1960, 2025),
+                              int(min(420, max(120, rng.gauss(220, 40)))), "hope;gratitude", "",
+                              1, "true"])
+            elif r < 0.12:
+                out.writerow(["film", title, "", rng.choice(directors), rng.randint(1950, 2025),
+                              rng.randint(80, 160) * 60, ";".join(tags), "",
+                              rng.randint(2, 5), "false"])
+            else:
+                out.writerow(["song", title, rng.choice(artists), "", rng.randint(1960, 2025),
+                              int(min(600, max(100, rng.gauss(245, 55)))), ";".join(tags), "",
+                              rng.randint(1, 5), "false"])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_cli(args: list[str], env: dict, log: Path) -> float:
+    started = time.perf_counter()
+    with log.open("a") as fh:
+        subprocess.run([*GOODCRY, *args], env=env, cwd=ROOT, check=True, stdout=fh, stderr=fh)
+    return time.perf_counter() - started
+
+
+def wait_ready(base: str, proc: subprocess.Popen, timeout: float = 900) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("goodcry serve exited early")
+        try:
+            if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError("goodcry serve did not become ready")
+
+
+def worker_rss(proc: subprocess.Popen) -> list[int]:
+    children = psutil.Process(proc.pid).children(recursive=True)
+    return [c.memory_info().rss for c in children]
+
+
+def load_client(base: str, n_requests: int, concurrency: int, seed: int) -> dict:
+    """Runs in its own process: register people, then time sessions and /healthz."""
+    moods, _ = vocabulary_ids()
+    rng = random.Random(seed)
+    tokens = []
+    for i in range(concurrency * 2):
+        answer = requests.post(f"{base}/api/v1/auth/register", timeout=30, json={
+            "username": f"bench{seed}x{i}", "password": "a long benchmark passphrase"})
+        answer.raise_for_status()
+        tokens.append(answer.json()["token"])
+    bodies = [{"moods": rng.sample(moods, rng.randint(1, 2)), "minutes": rng.choice((30, 45, 90,
+               150)), "intensity": rng.randint(1, 5),
+               "prompt": rng.choice([None, "missing my grandmother", "the end of a long love"])}
+              for _ in range(n_requests)]
+    local = __import__("threading").local()
+
+    def http() -> requests.Session:
+        if not hasattr(local, "s"):
+            local.s = requests.Session()
+        return local.s
+
+    def session_call(i: int) -> float:
+        body = {k: v for k, v in bodies[i].items() if v is not None}
+        started = time.perf_counter()
+        answer = http().post(f"{base}/api/v1/sessions", json=body, timeout=120,
+                             headers={"Authorization": f"Bearer {tokens[i % len(tokens)]}"})
+        took = time.perf_counter() - started
+        if answer.status_code != 201:
+            raise RuntimeError(f"session request failed: {answer.status_code} {answer.text}")
+        return took
+
+    def health_call(_i: int) -> float:
+        started = time.perf_counter()
+        http().get(f"{base}/healthz", timeout=30).raise_for_status()
+        return time.perf_counter() - started
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(session_call, range(min(20, n_requests))))  # warm up both workers
+        health = list(pool.map(health_call, range(200)))
+        started = time.perf_counter()
+        sessions = list(pool.map(session_call, range(n_requests)))
+        elapsed = time.perf_counter() - started
+    # Latency alone (one request at a time), as the ratio against /healthz is meant.
+    serial = [session_call(i) for i in range(min(60, n_requests))]
+    health_serial = [health_call(i) for i in range(100)]
+    return {"sessions": sessions, "health": health, "elapsed": elapsed, "serial": serial,
+            "health_serial": health_serial}
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.array(values) * 1000.0, q))
+
+
+def bench_size(n: int, workdir: Path, requests_n: int, concurrency: int) -> dict:
+    folder = workdir / f"n{n}"
+    folder.mkdir(parents=True, exist_ok=True)
+    csv_path = folder / "catalogue.csv"
+    if not csv_path.exists():
+        write_catalogue(csv_path, n)
+    db = folder / "goodcry.sqlite"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    env = {**os.environ, "GOODCRY_DATABASE_URL": f"sqlite:///{db}",
+           "GOODCRY_MATRIX_CACHE": str(folder / "matrices"), "GOODCRY_RATE_LIMITS": "off",
+           "GOODCRY_SECRET_KEY": "benchmark-secret-key-benchmark-secret-key",
+           "PYTHONPATH": str(ROOT)}
+    log = folder / "log.txt"
+    # The content model is trained on the bundled catalogue first (training on a million
+    # synthetic items is the model's own concern, not a session's).
+    run_cli(["train"], env, log)
+    import_s = run_cli(["catalog", "import", str(csv_path)], env, log)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with log.open("a") as fh:
+        proc = subprocess.Popen([*GOODCRY, "serve", "--workers", "2", "--port", str(port)],
+                                env=env, cwd=ROOT, stdout=fh, stderr=fh)
+    try:
+        wait_ready(base, proc)
+        from concurrent.futures import ProcessPoolExecutor
+        with ProcessPoolExecutor(1) as client:
+            result = client.submit(load_client, base, requests_n, concurrency, n).result()
+        rss = worker_rss(proc)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    h50 = statistics.median(result["health_serial"]) * 1000
+    s50 = statistics.median(result["serial"]) * 1000
+    return {
+        "items": n, "import_s": import_s,
+        "p50": pct(result["sessions"], 50), "p95": pct(result["sessions"], 95),
+        "p99": pct(result["sessions"], 99),
+        "serial_p50": s50, "serial_p95": pct(result["serial"], 95), "healthz_p50": h50,
+        "ratio": s50 / h50, "per_s": requests_n / result["elapsed"],
+        "rss_mib": sum(rss) / 2**20, "rss_max_mib": max(rss) / 2**20,
+    }
+
+
+def rank_only(n: int = 100_000, repeats: int = 50) -> None:
+    """In-process: features, ranker and arc for one request over ``n`` candidates."""
+    sys.path.insert(0, str(ROOT))
+    from recommender.features import (
+        ItemRecord,
+        SessionRequest,
+        build_item_matrix,
+        pair_features,
+        request_vector,
+    )
+    from recommender.learning import fit_ranker
+    from recommender.session import assemble
+    from recommender.vocabulary import default_vocabulary
+
+    vocabulary = default_vocabulary()
+    moods, themes = vocabulary_ids()
+    rng = random.Random(3)
+    records = [ItemRecord(
+        id=f"{i:016x}", kind="song", title=f"Song {i}", artist=f"Artist {i % 9000}",
+        director=None, year=2000, duration_s=rng.randint(150, 360), intensity=rng.randint(1, 5),
+        aftercare=i % 20 == 0,
+        tags=tuple(rng.sample(moods, 2) + rng.sample(themes, 1)) if i % 20 else ("hope",))
+        for i in range(n)]
+    matrix = build_item_matrix(records, vocabulary)
+    ranker, _ = fit_ranker(None, build_item_matrix(records[:3000], vocabulary), vocabulary)
+    request = SessionRequest(moods=("grief",), prompt="missing my grandmother", minutes=60)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        vec = request_vector(request, matrix, vocabulary)
+        scores = ranker.score_items(pair_features(matrix, vec))
+        assemble(matrix, scores, minutes=60, intensity=3, include_films=True, crisis=False,
+                 banned_rows=set())
+        times.append(time.perf_counter() - started)
+    print(f"in-process ranking of {n} candidates (features + ranker + arc): "
+          f"p50 {pct(times, 50):.1f} ms, p95 {pct(times, 95):.1f} ms over {repeats} runs")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--rank-only", action="store_true")
+    args = parser.parse_args()
+    if args.rank_only:
+        rank_only()
+        return
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="goodcry-scale-"))
+    print(f"work folder: {workdir}; machine: {os.cpu_count()} cores, "
+          f"{psutil.virtual_memory().total / 2**30:.0f} GiB, load {os.getloadavg()[0]:.1f}",
+          flush=True)
+    rows = []
+    for n in (int(s) for s in args.sizes.split(",")):
+        row = bench_size(n, workdir, args.requests, args.concurrency)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    print()
+    print("| items | import | p50 ms | p95 ms | p99 ms | serial p50 ms | /healthz p50 ms "
+          "| ratio | sessions/s | RSS MiB (sum; max worker) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['items']:,} | {r['import_s']:.0f} s | {r['p50']:.1f} | {r['p95']:.1f} "
+              f"| {r['p99']:.1f} | {r['serial_p50']:.1f} | {r['healthz_p50']:.2f} "
+              f"| {r['ratio']:.1f}x | {r['per_s']:.0f} | {r['rss_mib']:.0f}; "
+              f"{r['rss_max_mib']:.0f} |")
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
