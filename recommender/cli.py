@@ -285,5 +285,34 @@ def exports_resume(limit: int) -> None:
     click.echo(f"resumed {len(results)} export(s)")
 
 
+@main.command()
+@click.option("--people", default=20, show_default=True, type=click.IntRange(1, 500),
+              help="Simulated people.")
+@click.option("--sessions", default=20, show_default=True, type=click.IntRange(2, 200),
+              help="Sessions per simulated person.")
+@click.option("--seed", default=7, show_default=True, type=int)
+@click.option("--retrain-every", default=5, show_default=True, type=click.IntRange(0, 200),
+              help="Rounds between refits of the shared model (0: never).")
+@click.option("--out", "out_dir", default="evaluation", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the plot (PNG), the tables (CSV) and the text report.")
+def evaluate(people: int, sessions: int, seed: int, retrain_every: int, out_dir: Path) -> None:
+    """Simulation benchmark (goodcry against random, popularity, content match and river's
+    LinUCB bandit, on the same simulated people) and offline replay; prints the targets."""
+    import tempfile
+    import warnings
+
+    from recommender.evaluation.report import evaluate as run
+    from recommender.evaluation.simulation import SimulationConfig
+
+    config = SimulationConfig(people=people, sessions=sessions, seed=seed,
+                              retrain_every=retrain_every)
+    with tempfile.TemporaryDirectory(prefix="goodcry-evaluate-") as workdir, \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        evaluation = run(config, out_dir, Path(workdir))
+    click.echo(evaluation.text())
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -36,6 +36,7 @@ from recommender.store.models import (
     Ban,
     CrySession,
     Feedback,
+    ItemTag,
     Memory,
     Reaction,
     SessionItem,
@@ -457,13 +458,19 @@ def record_feedback(db: Session, user_id: str, session_id: str, fb: FeedbackInpu
     feedback.note = fb.note
     feedback.updated_at = now
     items = {si.item_id: si.item for si in session.items}
+    tags: dict[str, list[str]] = {}
+    for item_id, tag in db.execute(
+        select(ItemTag.item_id, ItemTag.tag).where(ItemTag.item_id.in_(list(items)))
+        .order_by(ItemTag.item_id, ItemTag.position)
+    ):
+        tags.setdefault(item_id, []).append(tag)
 
     def rated(pairs) -> list[tastes.RatedItem]:
         out = []
         for item_id, reaction in pairs:
             item = items.get(item_id)
             if item is not None:
-                keys = attribute_keys(item.id, item.kind, item.tag_list, item.artist,
+                keys = attribute_keys(item.id, item.kind, tags.get(item_id, ()), item.artist,
                                       item.director, item.year, default_vocabulary())
                 out.append(tastes.RatedItem(keys, reaction))
         return out

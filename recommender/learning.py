@@ -36,17 +36,24 @@ from recommender.vocabulary import Vocabulary
 
 log = logging.getLogger(__name__)
 
-# Graded outcomes of a reaction, as the ranker's binary label and the weight of that label:
-# cried > moved > neutral > skipped; never_again is a firm no.
-REACTION_LABEL = {"cried": 1, "moved": 1, "neutral": 0, "skipped": 0, "never_again": 0}
-REACTION_WEIGHT = {"cried": 2.0, "moved": 1.0, "neutral": 0.5, "skipped": 1.0,
+# Graded outcomes of a reaction as a soft target for the ranker (each reaction becomes a
+# positive row weighted by its target and a negative row weighted by the rest):
+# cried > moved > neutral > skipped; never_again is a firm, heavier no.
+REACTION_TARGET = {"cried": 1.0, "moved": 0.6, "neutral": 0.15, "skipped": 0.0,
+                   "never_again": 0.0}
+REACTION_LABEL = {r: int(t >= 0.5) for r, t in REACTION_TARGET.items()}
+REACTION_WEIGHT = {"cried": 1.5, "moved": 1.0, "neutral": 1.0, "skipped": 1.0,
                    "never_again": 2.0}
-# Real feedback outweighs the catalogue's self-supervision, row for row.
-FEEDBACK_WEIGHT = 4.0
+# Real feedback counts as much as the catalogue's self-supervision, row for row.
+FEEDBACK_WEIGHT = 1.0
+# How firmly the coefficients are held to the prior (scikit-learn's C: smaller is firmer).
+# Learning from the model's own picks sees a narrow range of taste, which pulls the taste
+# coefficients towards zero; a firm prior keeps what is known unless the data insists.
+PRIOR_C = 0.05
 # Before feedback says otherwise, a person's taste for what an item is about counts this
-# much (logit per unit of taste deviation; deviations run about -0.35..0.65).
-TASTE_PRIOR = {"taste_theme": 4.0, "taste_mood": 2.0, "taste_maker": 3.0, "taste_era": 3.0,
-               "taste_kind": 3.0, "taste_item": 4.0}
+# much (taste features are log-odds above the prior, summed within each kind of attribute).
+TASTE_PRIOR = {"taste_theme": 2.0, "taste_mood": 1.0, "taste_maker": 2.0, "taste_era": 2.0,
+               "taste_kind": 2.0, "taste_item": 2.0}
 HOLDOUT_SHARE = 0.2
 
 
@@ -136,8 +143,8 @@ def feedback_training_set(
     """Pair features for every stored reaction, labelled and weighted by how it landed.
 
     Vectorised over reactions: a request vector per distinct stored request, and the
-    person-taste columns computed leave-one-out (from the person's other reactions, so a
-    reaction never explains itself).
+    person-taste columns as they stood before each session (so a reaction never explains
+    itself, and training sees what serving saw).
     """
     reactions, sessions = load_feedback_frames(db)
     return training_set_from_frames(reactions, sessions, matrix, vocabulary)
@@ -198,32 +205,49 @@ def training_set_from_frames(
     rw = pd.Series(reaction).map(tastes.WEIGHT).to_numpy(np.float64) * s_weight
     rr = pd.Series(reaction).map(tastes.REWARD).to_numpy(np.float64) * rw
     users, _ = pd.factorize(reactions["user_id"])
-    X[:, len(CONTENT_FEATURES):] = _leave_one_out_taste(matrix, rows, users, rr, rw)
+    X[:, len(CONTENT_FEATURES):] = _taste_before_session(matrix, rows, users, s_pos, rr, rw)
 
-    y = pd.Series(reaction).map(REACTION_LABEL).to_numpy(np.int64)
+    target = pd.Series(reaction).map(REACTION_TARGET).to_numpy(np.float64)
     w = pd.Series(reaction).map(REACTION_WEIGHT).to_numpy(np.float64) * s_weight
-    return TrainingSet(X, y, w, n, s_pos)
+    both = np.concatenate
+    return TrainingSet(both([X, X]), both([np.ones(n, np.int64), np.zeros(n, np.int64)]),
+                       both([w * target, w * (1.0 - target)]), n, both([s_pos, s_pos]))
 
 
-def _leave_one_out_taste(matrix, rows, users, reward_sum, weight_sum) -> np.ndarray:
-    """TASTE_FEATURES per reaction from the person's other reactions (vectorised)."""
+def _taste_before_session(matrix, rows, users, sessions, reward_sum, weight_sum) -> np.ndarray:
+    """TASTE_FEATURES per reaction as the person's taste stood before that session.
+
+    ``sessions`` is each reaction's session rank in time. Per (person, attribute), the
+    weighted reward sums and counts of all their earlier sessions: exactly what the online
+    state held when the session was built (vectorised: one sort, prefix sums per block).
+    """
     attrs = tastes.taste_attributes(matrix)
     n_attr = len(attrs.ids)
     W = attrs.weights[rows].tocoo()
-    r, a, v = W.row, W.col, W.data
+    r, a, v = W.row.astype(np.int64), W.col.astype(np.int64), W.data
+    del W
     key = users[r].astype(np.int64) * n_attr + a
-    uniq, inv = np.unique(key, return_inverse=True)
-    del uniq, key
-    S = np.bincount(inv, weights=reward_sum[r])
-    N = np.bincount(inv, weights=weight_sum[r])
-    loo_s = np.maximum(S[inv] - reward_sum[r], 0.0)
-    loo_n = np.maximum(N[inv] - weight_sum[r], 0.0)
-    del S, N, inv
-    alpha = tastes.PRIOR_STRENGTH * tastes.PRIOR_MEAN + loo_s
-    dev = alpha / (tastes.PRIOR_STRENGTH + loo_n) - tastes.PRIOR_MEAN
+    sess = sessions[r].astype(np.int64)
+    order = np.lexsort((sess, key))
+    key_o, sess_o = key[order], sess[order]
+    new_block = np.ones(len(order), dtype=bool)
+    new_block[1:] = (key_o[1:] != key_o[:-1]) | (sess_o[1:] != sess_o[:-1])
+    starts = np.flatnonzero(new_block)
+    block_of = np.cumsum(new_block) - 1
+    new_key = np.ones(len(starts), dtype=bool)
+    new_key[1:] = key_o[starts[1:]] != key_o[starts[:-1]]
+    key_start = np.maximum.accumulate(np.where(new_key, np.arange(len(starts)), 0))
+    out_s = np.empty(len(order))
+    out_n = np.empty(len(order))
+    for total, values in ((out_s, reward_sum), (out_n, weight_sum)):
+        block = np.add.reduceat(values[r[order]], starts) if len(starts) else np.zeros(0)
+        before = np.cumsum(block) - block            # everything earlier, all keys
+        before -= before[key_start]                  # ... within this key only
+        total[order] = before[block_of]
+    del key, sess, order, key_o, sess_o, block_of
+    dev = tastes.deviation_from_sums(out_s, out_n)
     G = len(TASTE_GROUPS)
-    out = np.bincount(r.astype(np.int64) * G + attrs.group[a], weights=v * dev,
-                      minlength=len(rows) * G)
+    out = np.bincount(r * G + attrs.group[a], weights=v * dev, minlength=len(rows) * G)
     return out.reshape(len(rows), G).astype(np.float32)
 
 
@@ -246,7 +270,7 @@ def _fit(pseudo: TrainingSet, real: TrainingSet, rows: np.ndarray | None = None)
         X = np.vstack([X, Xr])
         y = np.concatenate([y, yr]).astype(int)
         w = np.concatenate([w, wr * FEEDBACK_WEIGHT])
-    return CryRanker(prior_coef=prior_coefficients()).fit(X, y, sample_weight=w)
+    return CryRanker(C=PRIOR_C, prior_coef=prior_coefficients()).fit(X, y, sample_weight=w)
 
 
 def holdout_scores(pseudo: TrainingSet, real: TrainingSet) -> dict:
@@ -258,12 +282,14 @@ def holdout_scores(pseudo: TrainingSet, real: TrainingSet) -> dict:
     if len(np.unique(real.y[test])) < 2 or not train.any():
         return {}
     ranker = _fit(pseudo, real, np.flatnonzero(train))
+    test &= real.weight > 0
     p = ranker.predict_proba(real.X[test])[:, 1]
+    y, w = real.y[test], real.weight[test]
     return {
         "holdout": "newest sessions by time",
-        "holdout_reactions": int(test.sum()),
-        "holdout_auc": round(float(roc_auc_score(real.y[test], p)), 4),
-        "holdout_log_loss": round(float(log_loss(real.y[test], p, labels=[0, 1])), 4),
+        "holdout_reactions": int(test.sum() // 2),
+        "holdout_auc": round(float(roc_auc_score(y, p, sample_weight=w)), 4),
+        "holdout_log_loss": round(float(log_loss(y, p, sample_weight=w, labels=[0, 1])), 4),
     }
 
 

@@ -25,8 +25,13 @@ import scipy.sparse as sp
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from recommender.catalog.identity import normalise_title
-from recommender.features import TASTE_GROUPS, ItemMatrix, attribute_keys
+from recommender.features import (
+    TASTE_GROUPS,
+    ItemMatrix,
+    item_eras,
+    item_title_keys,
+    taste_attribute_table,
+)
 from recommender.store.models import PersonTaste, utcnow
 from recommender.vocabulary import Vocabulary, default_vocabulary
 
@@ -35,7 +40,7 @@ WEIGHT = {"cried": 1.0, "moved": 1.0, "neutral": 0.5, "skipped": 1.0, "never_aga
 PRIOR_MEAN = 0.35       # what an unrated attribute is expected to give
 PRIOR_STRENGTH = 2.0    # how many reactions' worth of evidence the prior is
 # How far a Thompson draw may stray from the posterior mean, per exploration mode.
-EXPLORATION_TEMPERATURE = {"familiar": 0.0, "balanced": 0.6, "discover": 1.2}
+EXPLORATION_TEMPERATURE = {"familiar": 0.0, "balanced": 0.25, "discover": 0.7}
 
 # A stats entry: [weighted reward sum, weighted count, times cried, times moved].
 Stats = dict[str, list[float]]
@@ -107,8 +112,8 @@ def apply_feedback(
 class TasteAttributes:
     """The catalogue's items over taste attributes, built once per matrix.
 
-    ``weights[i, a]`` is 1/(the number of item i's attributes in a's group), so
-    ``weights @ D`` averages a per-attribute value within each group.
+    ``weights[i, a]`` is 1 when item i has attribute a, so ``weights @ D`` adds up a
+    per-attribute value within each group (taste is additive: two loved themes count twice).
     """
 
     ids: tuple[str, ...]
@@ -125,28 +130,10 @@ def taste_attributes(matrix: ItemMatrix, vocabulary: Vocabulary | None = None) -
     if cached is not None:
         return cached
     vocabulary = vocabulary or default_vocabulary()
-    records = list(matrix.records)
-    keys_per_item = [
-        attribute_keys(r.id, r.kind, r.tags, r.artist, r.director, r.year, vocabulary)
-        for r in records
-    ]
-    ids = tuple(sorted({k for keys in keys_per_item for k in keys}))
-    index = {k: j for j, k in enumerate(ids)}
-    group_of = {g: n for n, g in enumerate(TASTE_GROUPS)}
-    groups = np.array([group_of[k.split(":", 1)[0]] for k in ids], dtype=np.int64)
-    lengths = np.array([len(keys) for keys in keys_per_item], dtype=np.int64)
-    cols = np.fromiter((index[k] for keys in keys_per_item for k in keys), dtype=np.int64,
-                       count=int(lengths.sum()))
-    rows = np.repeat(np.arange(len(records)), lengths)
-    per_group = np.zeros((len(records), len(TASTE_GROUPS)))
-    np.add.at(per_group, (rows, groups[cols]), 1.0)
-    vals = 1.0 / per_group[rows, groups[cols]] if len(cols) else np.zeros(0)
-    weights = sp.csr_matrix((vals, (rows, cols)), shape=(len(records), len(ids)))
+    ids, groups, weights = taste_attribute_table(matrix, vocabulary)
     built = TasteAttributes(
-        ids=ids, index=index, group=groups, weights=weights,
-        era=np.array([f"{(r.year // 10) * 10}s" if r.year else "" for r in records],
-                     dtype=object),
-        title_key=np.array([normalise_title(r.title) for r in records], dtype=object),
+        ids=ids, index={k: j for j, k in enumerate(ids)}, group=groups, weights=weights,
+        era=item_eras(matrix), title_key=item_title_keys(matrix),
     )
     matrix.extra["taste_attributes"] = built
     return built
@@ -178,7 +165,7 @@ def deviation(
     matrix: ItemMatrix, stats: Stats, *, exploration: str = "familiar",
     rng: np.random.Generator | None = None,
 ) -> np.ndarray:
-    """The person's taste per attribute as posterior minus prior mean, Thompson-sampled.
+    """The person's taste per attribute as log-odds above the prior, Thompson-sampled.
 
     ``familiar`` uses the posterior mean; ``balanced`` and ``discover`` draw from each
     attribute's Beta posterior, tempered towards the mean (wider for ``discover``), so rarely
@@ -188,11 +175,21 @@ def deviation(
     alpha = PRIOR_STRENGTH * PRIOR_MEAN + s
     beta = PRIOR_STRENGTH * (1.0 - PRIOR_MEAN) + np.maximum(n - s, 0.0)
     mean = alpha / (alpha + beta)
-    temperature = EXPLORATION_TEMPERATURE.get(exploration, 0.6)
+    temperature = EXPLORATION_TEMPERATURE.get(exploration, 0.3)
     if temperature and rng is not None:
-        draw = rng.beta(alpha, beta)
-        mean = mean + temperature * (draw - mean)
-    return mean - PRIOR_MEAN
+        mean = mean + temperature * (rng.beta(alpha, beta) - mean)
+    return _logit(mean) - _logit(PRIOR_MEAN)
+
+
+def _logit(p):
+    p = np.clip(p, 0.02, 0.98)
+    return np.log(p / (1.0 - p))
+
+
+def deviation_from_sums(reward_sum: np.ndarray, weight_sum: np.ndarray) -> np.ndarray:
+    """Posterior-mean log-odds above the prior from weighted reward sums and counts."""
+    alpha = PRIOR_STRENGTH * PRIOR_MEAN + np.maximum(reward_sum, 0.0)
+    return _logit(alpha / (PRIOR_STRENGTH + np.maximum(weight_sum, 0.0))) - _logit(PRIOR_MEAN)
 
 
 def counts(stats: Stats, key: str) -> tuple[int, int]:

@@ -1,0 +1,173 @@
+"""The simulation benchmark: simulated people, many sessions each, every method side by side.
+
+goodcry itself runs through its real code path on a real (temporary) database:
+``create_session`` (the shared model, the person's taste read from the database, Thompson
+sampling, candidate retrieval, the arc), ``record_feedback`` (the online update of the
+person's taste) and, every few rounds, ``learning.fit_ranker`` + ``save_version`` (what
+``goodcry train`` does), picked up by the same ``Recommender`` as a new version. The baselines
+score the same catalogue matrix and go through the same ``assemble``. Every method meets the
+same simulated people, built from the same seed.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sqlalchemy.orm import Session
+
+from recommender import learning
+from recommender.bootstrap import prepare_store
+from recommender.cry_sessions import FeedbackInput, Recommender, create_session, record_feedback
+from recommender.evaluation.baselines import (
+    ContentPolicy,
+    Policy,
+    PopularityPolicy,
+    RandomPolicy,
+    RiverLinUCBPolicy,
+)
+from recommender.evaluation.people import SimulatedPerson, make_people
+from recommender.features import ItemMatrix, request_vector
+from recommender.session import assemble
+from recommender.store.db import make_engine, make_session_factory
+from recommender.store.models import User
+
+GOODCRY = "goodcry"
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    people: int = 20
+    sessions: int = 20
+    seed: int = 7
+    minutes: int = 45
+    exploration: str = "balanced"
+    retrain_every: int = 5            # rounds between refits of the shared model (0: never)
+    methods: tuple[str, ...] = (GOODCRY, "content match", "river LinUCB", "popularity",
+                                "random")
+
+
+@dataclass
+class SimulationResult:
+    config: SimulationConfig
+    sessions: pd.DataFrame            # method, person, session, shown, cried, cried_rate
+    update_ms: list[float] = field(default_factory=list)
+    database_url: str = ""
+
+    def curves(self) -> pd.DataFrame:
+        """Mean cried-rate per session number (rows) and method (columns)."""
+        return (self.sessions.pivot_table(index="session", columns="method",
+                                          values="cried_rate", aggfunc="mean")
+                [list(self.config.methods)])
+
+    def after(self, rated: int = 10) -> pd.Series:
+        """Mean cried-rate per method over the sessions after ``rated`` rated sessions."""
+        later = self.sessions[self.sessions["session"] > rated]
+        return later.groupby("method")["cried_rate"].mean()[list(self.config.methods)]
+
+
+def _reaction_feedback(rows, reactions, matrix: ItemMatrix) -> FeedbackInput:
+    sad = [r for r in reactions if r]
+    cried = sum(r == "cried" for r in sad) / max(1, len(sad))
+    return FeedbackInput(
+        reactions=[(matrix.records[row].id, r) for row, r in zip(rows, reactions, strict=True)
+                   if r],
+        catharsis=round(1 + 4 * cried), mood_before=4, mood_after=round(4 + 4 * cried),
+    )
+
+
+def _row(method, person, session, rows, reactions):
+    shown = sum(1 for r in reactions if r)
+    cried = sum(1 for r in reactions if r == "cried")
+    return {"method": method, "person": person, "session": session, "shown": shown,
+            "cried": cried, "cried_rate": cried / shown if shown else 0.0}
+
+
+def run_goodcry(db: Session, rec: Recommender, people: list[SimulatedPerson],
+                config: SimulationConfig, matrix: ItemMatrix) -> tuple[list[dict], list[float]]:
+    users = {}
+    for person in people:
+        user = User(username=person.name, password_hash="simulated: cannot sign in")
+        db.add(user)
+        db.flush()
+        users[person.name] = user.id
+    db.commit()
+    out, update_ms = [], []
+    for k in range(config.sessions):
+        if config.retrain_every and k and k % config.retrain_every == 0:
+            ranker, sidecar = learning.fit_ranker(db, rec.matrix(db), rec.vocabulary)
+            learning.save_version(db, ranker, sidecar)
+        for i, person in enumerate(people):
+            request = person.request(k, minutes=config.minutes, exploration=config.exploration)
+            session = create_session(db, rec, users[person.name], request,
+                                     seed=config.seed * 100_003 + k * 1009 + i)
+            rows = [matrix.index[si.item_id] for si in session.items]
+            reactions = person.react(rows, matrix)
+            fb = _reaction_feedback(rows, reactions, matrix)
+            t0 = time.perf_counter()
+            record_feedback(db, users[person.name], session.id, fb)
+            update_ms.append(1000 * (time.perf_counter() - t0))
+            out.append(_row(GOODCRY, person.name, k + 1, rows, reactions))
+    return out, update_ms
+
+
+def run_policy(policy: Policy, people: list[SimulatedPerson], config: SimulationConfig,
+               matrix: ItemMatrix, vocabulary) -> list[dict]:
+    out = []
+    bans: dict[str, set[int]] = {p.name: set() for p in people}
+    for k in range(config.sessions):
+        for i, person in enumerate(people):
+            rng = np.random.default_rng([config.seed, k, i])
+            request = person.request(k, minutes=config.minutes, exploration=config.exploration)
+            vec = request_vector(request, matrix, vocabulary)
+            scores = policy.scores(person.name, vec, matrix, rng)
+            plan = assemble(matrix, scores, minutes=request.minutes,
+                            intensity=request.intensity, include_films=request.include_films,
+                            crisis=False, banned_rows=bans[person.name])
+            rows = [p.row for p in plan.placements]
+            reactions = person.react(rows, matrix)
+            policy.learn(person.name, vec, rows, reactions)
+            bans[person.name] |= {r for r, x in zip(rows, reactions, strict=True)
+                                  if x == "never_again"}
+            out.append(_row(policy.name, person.name, k + 1, rows, reactions))
+    return out
+
+
+def run_simulation(config: SimulationConfig | None = None,
+                   workdir: Path | None = None) -> SimulationResult:
+    """Run every method of ``config`` on the same simulated people; returns the curves."""
+    config = config or SimulationConfig()
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="goodcry-sim-"))
+    url = f"sqlite:///{workdir / 'simulation.sqlite'}"
+    engine = make_engine(url)
+    factory = make_session_factory(engine)
+    prepare_store(engine, factory)
+    rec = Recommender(model_check_s=0.0, matrix_cache=workdir / "item-matrices")
+    rows: list[dict] = []
+    update_ms: list[float] = []
+    try:
+        with factory() as db:
+            matrix = rec.matrix(db)
+            vocabulary = rec.vocabulary
+            content_ranker, _ = learning.fit_ranker(None, matrix, vocabulary)
+            content = ContentPolicy(content_ranker)
+            policies: dict[str, Policy] = {
+                "content match": content,
+                "river LinUCB": RiverLinUCBPolicy(content, seed=config.seed),
+                "popularity": PopularityPolicy(len(matrix)),
+                "random": RandomPolicy(),
+            }
+            for method in config.methods:
+                people = make_people(matrix, vocabulary, config.people, config.seed)
+                if method == GOODCRY:
+                    got, update_ms = run_goodcry(db, rec, people, config, matrix)
+                else:
+                    got = run_policy(policies[method], people, config, matrix, vocabulary)
+                rows.extend(got)
+    finally:
+        engine.dispose()
+    return SimulationResult(config, pd.DataFrame(rows), update_ms, url)
