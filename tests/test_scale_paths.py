@@ -1,0 +1,170 @@
+"""The paths that keep sessions fast on large catalogues: columnar matrix, bulk load,
+on-disk artefacts, candidate retrieval. (Speed itself is measured in benchmarks/scale.py.)"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from recommender.catalog.importer import import_csv
+from recommender.features import (
+    ItemRecord,
+    SessionRequest,
+    TextColumn,
+    attribute_keys,
+    build_item_matrix,
+    build_item_matrix_from_frames,
+    request_vector,
+    taste_attribute_table,
+)
+from recommender.matrix_cache import cached_matrix, load_matrix, save_matrix
+from recommender.retrieval import RETRIEVE_ABOVE, SONG_CANDIDATES, candidate_rows
+from recommender.store.catalog import catalog_generation, item_frames
+from recommender.store.db import make_engine, make_session_factory
+from recommender.store.models import CatalogItem
+from recommender.vocabulary import default_vocabulary
+
+HEADER = "kind,title,artist,director,year,duration_s,tags,spotify_id\n"
+
+
+@pytest.fixture
+def db(database_url):
+    engine = make_engine(database_url)
+    with make_session_factory(engine)() as session:
+        yield session
+    engine.dispose()
+
+
+def orm_records(db) -> list[ItemRecord]:
+    items = db.scalars(select(CatalogItem).where(CatalogItem.shared.is_(True))
+                       .options(selectinload(CatalogItem.tags)).order_by(CatalogItem.id))
+    return [ItemRecord(id=i.id, kind=i.kind, title=i.title, artist=i.artist,
+                       director=i.director, year=i.year, duration_s=i.duration_s,
+                       intensity=i.intensity, aftercare=i.aftercare, tags=tuple(i.tag_list),
+                       spotify_uri=i.spotify_uri) for i in items]
+
+
+def assert_same_matrix(a, b) -> None:
+    assert list(a.records) == list(b.records)
+    assert (a.moods != b.moods).nnz == 0 and (a.themes != b.themes).nnz == 0
+    assert np.allclose(a.text.toarray(), b.text.toarray(), atol=1e-6)
+    for name in ("intensity", "duration_s", "is_film", "aftercare", "has_suicide_theme"):
+        assert np.array_equal(np.asarray(getattr(a, name)), np.asarray(getattr(b, name))), name
+    # Same maker grouping (codes may differ, the partition may not).
+    assert [a.maker_names[c] for c in a.maker] == [b.maker_names[c] for c in b.maker]
+
+
+def test_bulk_load_builds_the_same_matrix_as_the_records(db):
+    vocabulary = default_vocabulary()
+    records = orm_records(db)
+    assert len(records) > 800
+    from_records = build_item_matrix(records, vocabulary)
+    from_frames = build_item_matrix_from_frames(*item_frames(db), vocabulary)
+    assert_same_matrix(from_records, from_frames)
+    some = records[17]
+    assert from_frames.index[some.id] == 17 and some.id in from_frames.index
+    assert from_frames.index.get("no-such-item") is None and "nope" not in from_frames.index
+
+
+def test_artefact_round_trip_and_a_new_one_after_the_catalogue_changes(db, tmp_path):
+    vocabulary = default_vocabulary()
+    first = cached_matrix(db, vocabulary, tmp_path, persist_min_items=0)
+    generation = catalog_generation(db)
+    assert generation and (tmp_path / f"items-{generation}" / "format").exists()
+    again = load_matrix(tmp_path / f"items-{generation}")
+    # Mapped read-only from the file, not copied into the process.
+    assert not again.text.data.flags.writeable and not again.text.data.flags.owndata
+    assert_same_matrix(first, again)
+
+    csv_file = tmp_path / "more.csv"
+    csv_file.write_text(HEADER + "song,An Entirely New Lament,The Scale Band,,2020,200,grief,\n",
+                        encoding="utf-8")
+    assert import_csv(db, csv_file).added == 1
+    assert catalog_generation(db) != generation
+    changed = cached_matrix(db, vocabulary, tmp_path, persist_min_items=0)
+    assert len(changed) == len(first) + 1
+    assert any(r.title == "An Entirely New Lament" for r in changed.records)
+    assert (tmp_path / f"items-{catalog_generation(db)}" / "format").exists()
+
+
+def test_saved_matrix_subset_keeps_records_and_arrays(db, tmp_path):
+    vocabulary = default_vocabulary()
+    matrix = build_item_matrix_from_frames(*item_frames(db), vocabulary)
+    save_matrix(matrix, tmp_path / "m")
+    loaded = load_matrix(tmp_path / "m")
+    rows = np.array([400, 3, 77, 3 + len(matrix) // 2])
+    small = loaded.subset(rows)
+    assert list(small.records) == [matrix.records[int(r)] for r in rows]
+    assert np.array_equal(small.duration_s, matrix.duration_s[rows])
+    assert small.index[matrix.records[77].id] == 2
+
+
+def test_text_column_take_handles_empty_and_non_ascii():
+    values = ["Dvořák", "", "naïve café", "plain", "", "日本語"]
+    col = TextColumn.from_strings(values)
+    assert [col[i] for i in range(len(values))] == values
+    assert col.take(np.array([5, 1, 0, 2])) == ["日本語", "", "Dvořák", "naïve café"]
+    assert TextColumn.from_strings(["", None]).take(np.array([1, 0])) == ["", ""]
+
+
+def test_taste_table_matches_attribute_keys(db):
+    vocabulary = default_vocabulary()
+    matrix = build_item_matrix_from_frames(*item_frames(db), vocabulary)
+    for m in (matrix, matrix.subset(np.array([5, 900 % len(matrix), 42]))):
+        ids, groups, weights = taste_attribute_table(m, vocabulary)
+        expected = [attribute_keys(r.id, r.kind, r.tags, r.artist, r.director, r.year,
+                                   vocabulary) for r in m.records]
+        assert ids == tuple(sorted({k for keys in expected for k in keys}))
+        for i, keys in enumerate(expected):
+            assert sorted(ids[j] for j in weights[i].indices) == sorted(keys)
+        assert len(groups) == len(ids)
+
+
+def synthetic(n: int) -> list[ItemRecord]:
+    rng = np.random.default_rng(5)
+    moods = ["grief", "heartbreak", "nostalgia", "loneliness", "longing"]
+    records = []
+    for i in range(n):
+        kind = "film" if i % 25 == 0 else "song"
+        aftercare = kind == "song" and i % 20 == 1
+        tags = ("hope",) if aftercare else (moods[i % 5], "suicide") if i % 97 == 0 else (
+            moods[i % 5],)
+        records.append(ItemRecord(
+            id=f"{i:016x}", kind=kind, title=f"Piece {i}", artist=None if kind == "film"
+            else f"Maker {i % 700}", director=f"Dir {i % 50}" if kind == "film" else None,
+            year=1990, duration_s=int(rng.integers(5400, 9000)) if kind == "film"
+            else int(rng.integers(150, 330)), intensity=int(rng.integers(1, 6)),
+            aftercare=aftercare, tags=tags))
+    return records
+
+
+def test_candidate_retrieval_keeps_the_pools_the_arc_needs():
+    vocabulary = default_vocabulary()
+    matrix = build_item_matrix(synthetic(RETRIEVE_ABOVE + 1500), vocabulary)
+    request = SessionRequest(moods=("grief",), minutes=150, intensity=3)
+    vec = request_vector(request, matrix, vocabulary)
+    keep = np.array([matrix.index[f"{3:016x}"]])  # a "loneliness" song someone rated
+    rows = candidate_rows(matrix, vec, request, crisis=False, keep_rows=keep,
+                          rng=np.random.default_rng(1))
+    assert rows is not None and len(rows) < len(matrix) // 2
+    assert keep[0] in rows
+    songs = rows[~matrix.is_film[rows] & ~matrix.aftercare[rows]]
+    grief = (matrix.moods @ vec.moods) > 0
+    allowed_grief = np.flatnonzero(grief & ~matrix.is_film & ~matrix.aftercare
+                                   & (matrix.intensity <= 4))
+    # What was asked for comes first: every allowed grief song when there are fewer than the
+    # pool holds, and the rest of the pool from the nearest others.
+    assert 0 < len(allowed_grief) < SONG_CANDIDATES
+    assert set(allowed_grief) <= set(songs)
+    assert matrix.intensity[songs].max() <= 4
+    assert (matrix.aftercare[rows] & (matrix.duration_s[rows] <= 150 * 60)).any()
+    films = rows[matrix.is_film[rows]]
+    assert len(films) and (matrix.duration_s[films] <= 150 * 60 - 8 * 60).all()
+
+    crisis = candidate_rows(matrix, vec, request, crisis=True, rng=np.random.default_rng(1))
+    assert not matrix.has_suicide_theme[crisis].any()
+    assert not matrix.is_film[crisis].any()
+    assert candidate_rows(build_item_matrix(synthetic(50), vocabulary), vec, request,
+                          crisis=False) is None
