@@ -3,7 +3,7 @@
 URL names: ``spotify_pages.connection`` (the page to link from an account page),
 ``spotify_pages.connect`` and ``spotify_pages.disconnect`` (POST forms),
 ``spotify_pages.callback`` (Spotify's redirect URI), ``spotify_pages.connected``,
-``spotify_pages.export_session`` (POST, for a "Send to Spotify" button on a session page).
+``spotify_pages.export_to_spotify`` (POST, for a "Send to Spotify" button on a session page).
 """
 
 from __future__ import annotations
