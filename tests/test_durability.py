@@ -123,3 +123,34 @@ def test_every_acknowledged_reaction_survives_sigkill_mid_burst(database_url, tm
     # and the database is whole: a new server starts on it and answers
     with Served(database_url, workers=1) as again:
         assert requests.get(f"{again.url}/healthz", timeout=10).json()["status"] == "ok"
+
+
+def test_a_corrupt_active_model_falls_back_and_health_says_so(client, alice):
+    from sqlalchemy import update
+
+    from recommender import learning
+    from recommender.store.models import ModelVersion
+
+    store = client.application.extensions["goodcry"]
+    healthy = client.get("/healthz").get_json()
+    assert healthy["model_fallback"] is False and healthy["model_note"] is None
+    previous = healthy["model_version"]
+    with store.session_factory() as db:
+        served = db.get(ModelVersion, previous)
+        newer = learning.save_version(db, learning.load_ranker(served.artefact),
+                                      {**served.sidecar, "kind": "learned"})
+    store.recommender.forget_model()
+    assert client.get("/healthz").get_json()["model_version"] == newer
+
+    for damage in (b"\x80\x04 not a pickle at all", b""):  # corrupt, then missing
+        with store.session_factory() as db:
+            db.execute(update(ModelVersion).where(ModelVersion.version == newer)
+                       .values(artefact=damage))
+            db.commit()
+        store.recommender.forget_model()
+        health = client.get("/healthz").get_json()
+        assert health["status"] == "ok"
+        assert health["model_version"] == previous
+        assert health["model_fallback"] is True
+        assert newer in health["model_note"] and previous in health["model_note"]
+        assert alice.new_session()["model_version"] == previous
