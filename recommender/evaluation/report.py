@@ -26,8 +26,13 @@ class Evaluation:
     replay: pd.DataFrame
     plot: Path | None
 
+    @property
+    def rated(self) -> int:
+        """Rated sessions the targets look past: 10, or half the sessions when fewer."""
+        return min(RATED, self.simulation.config.sessions // 2)
+
     def after(self) -> pd.Series:
-        return self.simulation.after(RATED)
+        return self.simulation.after(self.rated)
 
     def targets(self) -> dict[str, tuple[bool, str]]:
         """Each target: whether it holds, and the figures behind it."""
@@ -36,11 +41,11 @@ class Evaluation:
         out = {}
         if "content match" in after:
             c = after["content match"]
-            out["cried-rate after 10 rated sessions >= 2x content match"] = (
+            out[f"cried-rate after {self.rated} rated sessions >= 2x content match"] = (
                 ours >= 2 * c, f"{ours:.3f} vs 2 x {c:.3f} = {2 * c:.3f}")
         if "river LinUCB" in after:
             b = after["river LinUCB"]
-            out["cried-rate after 10 rated sessions >= river LinUCB"] = (
+            out[f"cried-rate after {self.rated} rated sessions >= river LinUCB"] = (
                 ours >= b, f"{ours:.3f} vs {b:.3f}")
         ms = np.asarray(self.simulation.update_ms)
         if len(ms):
@@ -61,7 +66,8 @@ class Evaluation:
             "made the person cry):",
             self.simulation.curves().round(3).to_string(),
             "",
-            f"Mean cried-rate after {RATED} rated sessions (sessions {RATED + 1}-{cfg.sessions}):",
+            f"Mean cried-rate after {self.rated} rated sessions "
+            f"(sessions {self.rated + 1}-{cfg.sessions}):",
             self.after().round(3).to_string(),
             "",
         ]

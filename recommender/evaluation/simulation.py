@@ -142,6 +142,7 @@ def run_simulation(config: SimulationConfig | None = None,
     """Run every method of ``config`` on the same simulated people; returns the curves."""
     config = config or SimulationConfig()
     workdir = Path(workdir or tempfile.mkdtemp(prefix="goodcry-sim-"))
+    workdir.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{workdir / 'simulation.sqlite'}"
     engine = make_engine(url)
     factory = make_session_factory(engine)
