@@ -154,3 +154,18 @@ def test_a_corrupt_active_model_falls_back_and_health_says_so(client, alice):
         assert health["model_fallback"] is True
         assert newer in health["model_note"] and previous in health["model_note"]
         assert alice.new_session()["model_version"] == previous
+
+
+def test_load_script_smoke(database_url):
+    """benchmarks/load.py for three seconds: no errors, no lost writes (figures not judged)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "load.py"
+    run = subprocess.run([sys.executable, str(script), "--clients", "4", "--seconds", "3",
+                          "--workers", "2", "--database-url", database_url],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "errors: 0" in run.stdout and "lost writes: 0;" in run.stdout, run.stdout
+    assert "feedback" in run.stdout
