@@ -161,6 +161,7 @@ def test_the_whole_flow_works_without_javascript(client, app):
     assert history.count('<svg xmlns="http://www.w3.org/2000/svg"') == 3
     assert history.count('role="img"') == 3 and history.count("<desc") == 3
     assert "<table>" in history and " style=" not in history
+    assert "ns0:" not in history and "<svg:" not in history
     with db_of(app) as db:
         user = db.query(User).filter_by(username="river").one()
         story = person_history(db, user.id)

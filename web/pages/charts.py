@@ -23,8 +23,6 @@ from recommender.history import PersonHistory, SessionPoint, TagEffect
 
 SVG_NS = "http://www.w3.org/2000/svg"
 XLINK_NS = "http://www.w3.org/1999/xlink"
-ET.register_namespace("", SVG_NS)
-ET.register_namespace("xlink", XLINK_NS)
 
 # Stand-in colours drawn by matplotlib, swapped for classes the stylesheet colours.
 ROLES = {"#010101": "ink", "#020202": "faint", "#030303": "before", "#040404": "after",
@@ -119,7 +117,21 @@ def _svg(fig, chart_id: str, title: str, desc: str) -> Markup:
     desc_el.text = desc
     root.insert(0, desc_el)
     root.insert(0, title_el)
-    return Markup(ET.tostring(root, encoding="unicode"))
+    return Markup(ET.tostring(_plain_names(root), encoding="unicode"))
+
+
+def _plain_names(root: ET.Element) -> ET.Element:
+    """Unqualified tags and a literal ``xlink:href``, so serialising never depends on the
+    process-wide namespace prefixes (other code registers its own default namespace)."""
+    for element in root.iter():
+        element.tag = element.tag.rsplit("}", 1)[-1]
+        href = element.attrib.pop(f"{{{XLINK_NS}}}href", None)
+        if href is not None:
+            element.set("xlink:href", href)
+    attributes = dict(root.attrib)
+    root.attrib.clear()
+    root.attrib.update({"xmlns": SVG_NS, "xmlns:xlink": XLINK_NS, **attributes})
+    return root
 
 
 def _date_ticks(ax, points: list[SessionPoint]) -> None:
