@@ -81,8 +81,9 @@ def catalogue_pseudo_requests(
     """Self-supervision from the catalogue: an item's own tags, asked for, should find it.
 
     For every sad item, a request is made from a random part of its moods and themes and a
-    random intensity; the item is a positive and ``negatives`` random other items are
-    negatives. This teaches the content model how to weigh mood, theme, text and intensity
+    random intensity; the item is a positive and ``negatives`` other items are negatives
+    (random ones, and, when the request has words, items in the same mood). This teaches
+    the content model how to weigh mood, theme, text and intensity
     matches before anyone has given feedback (the taste columns stay 0: nobody's history).
     """
     rng = np.random.default_rng(seed)
@@ -104,7 +105,13 @@ def catalogue_pseudo_requests(
         intensity = int(np.clip(rec.intensity + rng.integers(-1, 2), 1, 5))
         req = SessionRequest(moods=chosen, prompt=words, intensity=intensity)
         vec = request_vector(req, matrix, vocabulary)
-        rows = np.concatenate([[i], rng.choice(n, size=negatives, replace=False)])
+        others = rng.choice(n, size=negatives, replace=False)
+        if words:
+            # Hard negatives: items in the same mood, so what the words are about counts.
+            same_mood = np.flatnonzero(np.asarray(
+                matrix.moods[:, vocabulary.mood_ids.index(chosen[0])].todense()).ravel())
+            others[: negatives // 2] = rng.choice(same_mood, size=negatives // 2)
+        rows = np.concatenate([[i], others])
         rows = rows[(rows != i) | (np.arange(len(rows)) == 0)]
         Xs.append(pair_features(matrix, vec, rows))
         ys.append(np.array([1] + [0] * (len(rows) - 1)))
@@ -278,11 +285,10 @@ def holdout_scores(pseudo: TrainingSet, real: TrainingSet) -> dict:
     if len(real.y) < 20 or real.order is None:
         return {}
     cut = np.quantile(real.order, 1.0 - HOLDOUT_SHARE)
-    train, test = real.order < cut, real.order >= cut
+    train, test = real.order < cut, (real.order >= cut) & (real.weight > 0)
     if len(np.unique(real.y[test])) < 2 or not train.any():
         return {}
     ranker = _fit(pseudo, real, np.flatnonzero(train))
-    test &= real.weight > 0
     p = ranker.predict_proba(real.X[test])[:, 1]
     y, w = real.y[test], real.weight[test]
     return {
