@@ -48,11 +48,14 @@ class Evaluation:
             out[f"cried-rate after {self.rated} rated sessions >= river LinUCB"] = (
                 ours >= b, f"{ours:.3f} vs {b:.3f}")
         ms = np.asarray(self.simulation.update_ms)
+        cpu = np.asarray(self.simulation.update_cpu_ms)
         if len(ms):
             p95 = float(np.percentile(ms, 95))
-            out["online update (record_feedback) p95 < 50 ms"] = (
+            out["online update (whole record_feedback, wall clock) p95 < 50 ms"] = (
                 p95 < ONLINE_UPDATE_BUDGET_MS,
-                f"p50 {np.percentile(ms, 50):.1f} ms, p95 {p95:.1f} ms, max {ms.max():.1f} ms")
+                f"p50 {np.percentile(ms, 50):.1f} ms, p95 {p95:.1f} ms, max {ms.max():.1f} ms; "
+                f"CPU time p50 {np.percentile(cpu, 50):.1f} ms, "
+                f"p95 {np.percentile(cpu, 95):.1f} ms")
         return out
 
     def text(self) -> str:

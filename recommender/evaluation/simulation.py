@@ -55,7 +55,8 @@ class SimulationConfig:
 class SimulationResult:
     config: SimulationConfig
     sessions: pd.DataFrame            # method, person, session, shown, cried, cried_rate
-    update_ms: list[float] = field(default_factory=list)
+    update_ms: list[float] = field(default_factory=list)      # record_feedback, wall clock
+    update_cpu_ms: list[float] = field(default_factory=list)  # ... and its CPU time
     database_url: str = ""
 
     def curves(self) -> pd.DataFrame:
@@ -88,7 +89,7 @@ def _row(method, person, session, rows, reactions):
 
 
 def run_goodcry(db: Session, rec: Recommender, people: list[SimulatedPerson],
-                config: SimulationConfig, matrix: ItemMatrix) -> tuple[list[dict], list[float]]:
+                config: SimulationConfig, matrix: ItemMatrix):
     users = {}
     for person in people:
         user = User(username=person.name, password_hash="simulated: cannot sign in")
@@ -96,7 +97,7 @@ def run_goodcry(db: Session, rec: Recommender, people: list[SimulatedPerson],
         db.flush()
         users[person.name] = user.id
     db.commit()
-    out, update_ms = [], []
+    out, update_ms, update_cpu_ms = [], [], []
     for k in range(config.sessions):
         if config.retrain_every and k and k % config.retrain_every == 0:
             ranker, sidecar = learning.fit_ranker(db, rec.matrix(db), rec.vocabulary)
@@ -108,11 +109,12 @@ def run_goodcry(db: Session, rec: Recommender, people: list[SimulatedPerson],
             rows = [matrix.index[si.item_id] for si in session.items]
             reactions = person.react(rows, matrix)
             fb = _reaction_feedback(rows, reactions, matrix)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             record_feedback(db, users[person.name], session.id, fb)
             update_ms.append(1000 * (time.perf_counter() - t0))
+            update_cpu_ms.append(1000 * (time.process_time() - c0))
             out.append(_row(GOODCRY, person.name, k + 1, rows, reactions))
-    return out, update_ms
+    return out, update_ms, update_cpu_ms
 
 
 def run_policy(policy: Policy, people: list[SimulatedPerson], config: SimulationConfig,
@@ -150,6 +152,7 @@ def run_simulation(config: SimulationConfig | None = None,
     rec = Recommender(model_check_s=0.0, matrix_cache=workdir / "item-matrices")
     rows: list[dict] = []
     update_ms: list[float] = []
+    update_cpu_ms: list[float] = []
     try:
         with factory() as db:
             matrix = rec.matrix(db)
@@ -165,10 +168,11 @@ def run_simulation(config: SimulationConfig | None = None,
             for method in config.methods:
                 people = make_people(matrix, vocabulary, config.people, config.seed)
                 if method == GOODCRY:
-                    got, update_ms = run_goodcry(db, rec, people, config, matrix)
+                    got, update_ms, update_cpu_ms = run_goodcry(db, rec, people, config,
+                                                                matrix)
                 else:
                     got = run_policy(policies[method], people, config, matrix, vocabulary)
                 rows.extend(got)
     finally:
         engine.dispose()
-    return SimulationResult(config, pd.DataFrame(rows), update_ms, url)
+    return SimulationResult(config, pd.DataFrame(rows), update_ms, update_cpu_ms, url)
