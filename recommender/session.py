@@ -43,6 +43,30 @@ def _phase_target(phase: str, intensity: int) -> float:
     return max(1.0, intensity - 1.0)
 
 
+def _ranked_blocks(rows: np.ndarray, adjusted: np.ndarray, head: int = 256):
+    """``rows`` in the order of a stable descending sort of ``adjusted`` (finite values
+    only), in blocks that grow. Only the head is selected and sorted at first; the rest is
+    sorted only if the walk gets that far."""
+    finite = np.flatnonzero(np.isfinite(adjusted))
+    values = adjusted[finite]
+    parts = []
+    if len(finite) > 4 * head:
+        cut = np.partition(values, len(values) - head)[len(values) - head]
+        top = values >= cut
+        parts.append((finite[top], values[top]))
+        parts.append((finite[~top], values[~top]))
+    else:
+        parts.append((finite, values))
+    size = 32
+    for idx, vals in parts:
+        ordered = rows[idx[np.lexsort((idx, -vals))]]
+        start = 0
+        while start < len(ordered):
+            yield ordered[start:start + size]
+            start += size
+            size = min(size * 2, 4096)
+
+
 def assemble(
     matrix: ItemMatrix,
     scores: np.ndarray,
@@ -140,21 +164,35 @@ def assemble(
         adjusted = scores[songs] - 0.35 * np.abs(matrix.intensity[songs] - target)
         adjusted[matrix.intensity[songs] > phase_cap] = -np.inf
         spent = 0
-        for k in np.argsort(-adjusted, kind="stable"):
-            if not np.isfinite(adjusted[k]):
+        # Walk the ranking in growing blocks; a vectorised pass first drops the rows that the
+        # exact checks below would refuse anyway (too long, maker or decade already full).
+        # Those limits only tighten as items are taken, so the choice is the same as walking
+        # row by row, without a Python step for every song of a large catalogue.
+        blocks = _ranked_blocks(songs, adjusted)
+        phase_done = False
+        for block in blocks:
+            if phase_done:
                 break
-            row = int(songs[k])
-            dur = int(matrix.duration_s[row])
-            if row in chosen or dur > phase_budget - spent or dur > remaining:
-                continue
-            if not maker_ok(row) or not diverse(row):
-                continue
-            take(row)
-            spent += dur
-            remaining -= dur
-            placements[phase].append(Placement(row, phase, float(scores[row])))
-            if phase_budget - spent < 90:
-                break
+            keep = matrix.duration_s[block] <= min(phase_budget - spent, remaining)
+            full_makers = [m for m, c in used_makers.items() if c >= MAX_PER_MAKER]
+            if full_makers:
+                keep &= ~np.isin(np.asarray(matrix.maker)[block], full_makers)
+            eras = attrs.era[block]
+            for era in (e for e, c in used_eras.items() if c >= era_cap):
+                keep &= eras != era
+            for row in block[keep].tolist():
+                dur = int(matrix.duration_s[row])
+                if row in chosen or dur > phase_budget - spent or dur > remaining:
+                    continue
+                if not maker_ok(row) or not diverse(row):
+                    continue
+                take(row)
+                spent += dur
+                remaining -= dur
+                placements[phase].append(Placement(row, phase, float(scores[row])))
+                if phase_budget - spent < 90:
+                    phase_done = True
+                    break
         carry = phase_budget - spent
 
     # Order within phases: settle and deepen climb in intensity (film last in deepen),
