@@ -13,13 +13,14 @@ import io
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
-from recommender.catalog.identity import identity_key
+from recommender.catalog.identity import normalise_name, normalise_title
 from recommender.store.catalog import bump_catalog_revision
 from recommender.store.models import CatalogItem, ItemTag, new_id, utcnow
 from recommender.vocabulary import Vocabulary, default_vocabulary
@@ -76,7 +77,17 @@ class ItemRow:
 
     @property
     def key(self) -> str:
-        return identity_key(self.kind, self.title, self.artist or self.director or "")
+        return _cached_identity_key(self.kind, self.title, self.artist or self.director or "")
+
+
+@lru_cache(maxsize=262_144)
+def _maker_key(name: str) -> str:
+    return normalise_name(name)
+
+
+def _cached_identity_key(kind: str, title: str, name: str) -> str:
+    """:func:`identity_key`, with the maker's normalised name remembered (makers repeat)."""
+    return f"{kind.strip().lower()}|{normalise_title(title)}|{_maker_key(name)}"
 
 
 def _int_cell(value: str, name: str, low: int, high: int) -> int | None:
@@ -104,7 +115,8 @@ def _bool_cell(value: str | None, name: str, default: bool) -> bool:
 
 
 def parse_row(
-    line: int, raw: dict[str, str | None], vocabulary: Vocabulary
+    line: int, raw: dict[str, str | None], vocabulary: Vocabulary,
+    tag_cache: dict | None = None,
 ) -> tuple[ItemRow, tuple[str, ...]]:
     """Validate one row; returns the row and any free-form tags it kept."""
     if None in raw:
@@ -139,7 +151,12 @@ def parse_row(
         if not match:
             raise ValueError(f"spotify_id is not a Spotify track id: {cells['spotify_id']!r}")
         spotify_uri = f"spotify:track:{match.group(1)}"
-    mapping = vocabulary.map_tags([t for t in cells["tags"].split(";") if t.strip()])
+    # Catalogues repeat the same tag lists; each distinct one is mapped once per import.
+    mapping = tag_cache.get(cells["tags"]) if tag_cache is not None else None
+    if mapping is None:
+        mapping = vocabulary.map_tags([t for t in cells["tags"].split(";") if t.strip()])
+        if tag_cache is not None and len(tag_cache) < 100_000:
+            tag_cache[cells["tags"]] = mapping
     row = ItemRow(
         line=line,
         kind=kind,
@@ -169,10 +186,11 @@ def read_rows(
         raise CatalogFileError(
             f"line 1: the header lacks {', '.join(missing)}; expected {','.join(REQUIRED_COLUMNS)}"
         )
+    tag_cache: dict = {}
     for raw in reader:
         line = reader.line_num
         try:
-            row, unknown = parse_row(line, raw, vocabulary)
+            row, unknown = parse_row(line, raw, vocabulary, tag_cache)
         except ValueError as exc:
             report.errors.append(RowProblem(line, str(exc)))
             continue
@@ -280,12 +298,13 @@ def import_rows(
         batch.clear()
 
     for row in rows:
-        if row.key in batch:
+        key = row.key
+        if key in batch:
             report.warnings.append(
                 RowProblem(row.line, "same song or film as an earlier row; the later row wins")
             )
             report.unchanged += 1
-        batch[row.key] = row
+        batch[key] = row
         if len(batch) >= batch_size:
             flush()
     if batch:
