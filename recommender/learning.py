@@ -55,6 +55,7 @@ PRIOR_C = 0.05
 TASTE_PRIOR = {"taste_theme": 2.0, "taste_mood": 1.0, "taste_maker": 2.0, "taste_era": 2.0,
                "taste_kind": 2.0, "taste_item": 2.0}
 HOLDOUT_SHARE = 0.2
+HOLDOUT_MAX_ROWS = 200_000
 
 
 def prior_coefficients() -> np.ndarray:
@@ -288,7 +289,17 @@ def holdout_scores(pseudo: TrainingSet, real: TrainingSet) -> dict:
     train, test = real.order < cut, (real.order >= cut) & (real.weight > 0)
     if len(np.unique(real.y[test])) < 2 or not train.any():
         return {}
-    ranker = _fit(pseudo, real, np.flatnonzero(train))
+    # On a large store a sample is enough to estimate hold-out scores (and keeps train fast).
+    rng = np.random.default_rng(0)
+    train_rows = np.flatnonzero(train)
+    if len(train_rows) > HOLDOUT_MAX_ROWS:
+        train_rows = np.sort(rng.choice(train_rows, HOLDOUT_MAX_ROWS, replace=False))
+    test_rows = np.flatnonzero(test)
+    if len(test_rows) > HOLDOUT_MAX_ROWS // 4:
+        test_rows = np.sort(rng.choice(test_rows, HOLDOUT_MAX_ROWS // 4, replace=False))
+    test = np.zeros(len(real.y), dtype=bool)
+    test[test_rows] = True
+    ranker = _fit(pseudo, real, train_rows)
     p = ranker.predict_proba(real.X[test])[:, 1]
     y, w = real.y[test], real.weight[test]
     return {
