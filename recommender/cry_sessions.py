@@ -34,6 +34,7 @@ from recommender.session import assemble
 from recommender.store.catalog import catalog_revision
 from recommender.store.models import (
     Ban,
+    CatalogItem,
     CrySession,
     Feedback,
     ItemTag,
@@ -337,6 +338,10 @@ def create_session(
                      record.id not in scored.shown, request.exploration),
             score=float(placement.score),
         ))
+    # Load the chosen items with their tags in one query, so the session document that
+    # follows reads them from the identity map instead of one lazy load per item.
+    db.scalars(select(CatalogItem).where(CatalogItem.id.in_([si.item_id for si in session.items]))
+               .options(selectinload(CatalogItem.tags))).all()
     db.add(session)
     db.commit()
     return session

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 
 from recommender.catalog.identity import normalise_name, normalise_title
 from recommender.vocabulary import Vocabulary
@@ -491,7 +491,9 @@ def taste_attribute_table(
     makers = np.asarray(matrix.maker)
     has_maker = makers > 0
     used = np.unique(makers[has_maker])
-    add("maker", [matrix.maker_names[c] for c in used], rows_all[has_maker],
+    names = (matrix.maker_names.take(used) if isinstance(matrix.maker_names, TextColumn)
+             else [matrix.maker_names[c] for c in used])
+    add("maker", names, rows_all[has_maker],
         np.searchsorted(used, makers[has_maker]), np.ones(int(has_maker.sum())))
     records = matrix.records
     year = item_years(matrix)
@@ -518,6 +520,30 @@ def taste_attribute_table(
     return (tuple(keys[j] for j in order), np.asarray(groups, dtype=np.int64)[order], weights)
 
 
+def query_vector(vectorizer: TfidfVectorizer, text: str) -> sp.csr_matrix:
+    """``vectorizer.transform([text])``, without the cost it pays per call for every word of
+    the vocabulary (it matters for a large catalogue's vocabulary): count, then weight and
+    normalise only the words the text has."""
+    if vectorizer.norm not in ("l1", "l2", None):
+        return sp.csr_matrix(vectorizer.transform([text]))
+    counts = CountVectorizer.transform(vectorizer, [text]).astype(vectorizer.dtype)
+    data = counts.data
+    if vectorizer.sublinear_tf:
+        data = 1 + np.log(data)
+    if vectorizer.use_idf:
+        data = data * vectorizer.idf_[counts.indices]
+    if vectorizer.norm == "l2":
+        total = float(np.sqrt(np.sum(data * data)))
+    elif vectorizer.norm == "l1":
+        total = float(np.sum(np.abs(data)))
+    else:
+        total = 0.0
+    if total:
+        data = data / total
+    return sp.csr_matrix((data.astype(vectorizer.dtype), counts.indices, counts.indptr),
+                         shape=counts.shape)
+
+
 @dataclass(frozen=True)
 class RequestVector:
     moods: np.ndarray
@@ -538,7 +564,7 @@ def request_vector(
     t = np.array([1.0 if tid in themes else 0.0 for tid in vocabulary.theme_ids],
                  dtype=np.float32)
     if request.prompt and len(matrix):
-        q = matrix.vectorizer.transform([request.prompt])
+        q = query_vector(matrix.vectorizer, request.prompt)
     else:
         q = sp.csr_matrix((1, matrix.text.shape[1]), dtype=np.float32)
     return RequestVector(m, t, sp.csr_matrix(q), request.intensity, moods, themes)

@@ -58,7 +58,7 @@ def _save_sparse(directory: Path, name: str, matrix: sp.spmatrix) -> None:
 
 def _load_sparse(directory: Path, name: str, kind=sp.csr_matrix):
     def part(p: str) -> np.ndarray:
-        return np.load(directory / f"{name}.{p}.npy", mmap_mode="r")
+        return np.asarray(np.load(directory / f"{name}.{p}.npy", mmap_mode="r"))
 
     shape = tuple(int(x) for x in np.load(directory / f"{name}.shape.npy"))
     return kind((part("data"), part("indices"), part("indptr")), shape=shape, copy=False)
@@ -100,7 +100,8 @@ def save_matrix(matrix: ItemMatrix, directory: Path) -> None:
 def load_matrix(directory: Path) -> ItemMatrix:
     """Open a saved matrix; its arrays are memory-mapped read-only."""
     def arr(name: str) -> np.ndarray:
-        return np.load(directory / f"{name}.npy", mmap_mode="r")
+        # A plain ndarray view of the mapping (np.memmap's own indexing is slow per call).
+        return np.asarray(np.load(directory / f"{name}.npy", mmap_mode="r"))
 
     ids = arr("ids")
     plain = {name: arr(name) for name in _ARRAYS}

@@ -16,6 +16,7 @@ from recommender.features import (
     attribute_keys,
     build_item_matrix,
     build_item_matrix_from_frames,
+    query_vector,
     request_vector,
     taste_attribute_table,
 )
@@ -168,3 +169,12 @@ def test_candidate_retrieval_keeps_the_pools_the_arc_needs():
     assert not matrix.is_film[crisis].any()
     assert candidate_rows(build_item_matrix(synthetic(50), vocabulary), vec, request,
                           crisis=False) is None
+
+
+def test_query_vector_equals_the_vectorizers_transform(db):
+    matrix = build_item_matrix_from_frames(*item_frames(db), default_vocabulary())
+    for text in ("missing my grandmother", "grief grief GRIEF, and the rain", "zzzz qqqq", ""):
+        expected = matrix.vectorizer.transform([text])
+        got = query_vector(matrix.vectorizer, text)
+        assert got.dtype == expected.dtype
+        assert np.allclose(got.toarray(), expected.toarray(), atol=1e-7), text
