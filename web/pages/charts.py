@@ -148,8 +148,8 @@ def mood_chart(history: PersonHistory) -> Chart | None:
         return None
     fig, ax = _figure()
     xs = range(len(points))
-    for x, p in zip(xs, points, strict=True):
-        ax.plot([x, x], [p.mood_before, p.mood_after], color="#020202", linewidth=2.2)
+    ax.vlines(xs, [p.mood_before for p in points], [p.mood_after for p in points],
+              color="#020202", linewidth=2.2)
     ax.scatter(xs, [p.mood_before for p in points], s=46, color="#030303", zorder=3,
                label="before")
     ax.scatter(xs, [p.mood_after for p in points], s=58, color="#040404", zorder=4,
