@@ -41,23 +41,22 @@ def to_m3u8(session: CrySession) -> ExportFile:
 
 
 def to_xspf(session: CrySession) -> ExportFile:
-    ns = "http://xspf.org/ns/0/"
-    ET.register_namespace("", ns)
-    root = ET.Element(f"{{{ns}}}playlist", version="1")
-    ET.SubElement(root, f"{{{ns}}}title").text = (
-        f"goodcry session {session.created_at:%Y-%m-%d}")
-    tracks = ET.SubElement(root, f"{{{ns}}}trackList")
+    """Songs as an XSPF playlist (the namespace is written on the root element itself, so
+    nothing process-wide such as ElementTree's prefix registry is touched)."""
+    root = ET.Element("playlist", {"version": "1", "xmlns": "http://xspf.org/ns/0/"})
+    ET.SubElement(root, "title").text = f"goodcry session {session.created_at:%Y-%m-%d}"
+    tracks = ET.SubElement(root, "trackList")
     for si in session.items:
         item = si.item
         if item.kind != "song":
             continue
-        track = ET.SubElement(tracks, f"{{{ns}}}track")
-        ET.SubElement(track, f"{{{ns}}}location").text = (
+        track = ET.SubElement(tracks, "track")
+        ET.SubElement(track, "location").text = (
             item.spotify_uri or _search_uri(item.title, item.artist))
-        ET.SubElement(track, f"{{{ns}}}title").text = item.title
-        ET.SubElement(track, f"{{{ns}}}creator").text = item.artist or ""
-        ET.SubElement(track, f"{{{ns}}}duration").text = str(item.duration_s * 1000)
-    body = ET.tostring(root, encoding="unicode", xml_declaration=False)
+        ET.SubElement(track, "title").text = item.title
+        ET.SubElement(track, "creator").text = item.artist or ""
+        ET.SubElement(track, "duration").text = str(item.duration_s * 1000)
+    body = ET.tostring(root, encoding="unicode")
     return ExportFile('<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n",
                       "application/xspf+xml", f"{_slug(session)}.xspf")
 
