@@ -49,7 +49,7 @@ FEEDBACK_WEIGHT = 1.0
 # How firmly the coefficients are held to the prior (scikit-learn's C: smaller is firmer).
 # Learning from the model's own picks sees a narrow range of taste, which pulls the taste
 # coefficients towards zero; a firm prior keeps what is known unless the data insists.
-PRIOR_C = 0.05
+PRIOR_C = 1.0
 # Before feedback says otherwise, a person's taste for what an item is about counts this
 # much (taste features are log-odds above the prior, summed within each kind of attribute).
 TASTE_PRIOR = {"taste_theme": 2.0, "taste_mood": 1.0, "taste_maker": 2.0, "taste_era": 2.0,
@@ -82,9 +82,8 @@ def catalogue_pseudo_requests(
     """Self-supervision from the catalogue: an item's own tags, asked for, should find it.
 
     For every sad item, a request is made from a random part of its moods and themes and a
-    random intensity; the item is a positive and ``negatives`` other items are negatives
-    (random ones, and, when the request has words, items in the same mood). This teaches
-    the content model how to weigh mood, theme, text and intensity
+    random intensity; the item is a positive and ``negatives`` random other items are
+    negatives. This teaches the content model how to weigh mood, theme, text and intensity
     matches before anyone has given feedback (the taste columns stay 0: nobody's history).
     """
     rng = np.random.default_rng(seed)
@@ -106,13 +105,7 @@ def catalogue_pseudo_requests(
         intensity = int(np.clip(rec.intensity + rng.integers(-1, 2), 1, 5))
         req = SessionRequest(moods=chosen, prompt=words, intensity=intensity)
         vec = request_vector(req, matrix, vocabulary)
-        others = rng.choice(n, size=negatives, replace=False)
-        if words:
-            # Hard negatives: items in the same mood, so what the words are about counts.
-            same_mood = np.flatnonzero(np.asarray(
-                matrix.moods[:, vocabulary.mood_ids.index(chosen[0])].todense()).ravel())
-            others[: negatives // 2] = rng.choice(same_mood, size=negatives // 2)
-        rows = np.concatenate([[i], others])
+        rows = np.concatenate([[i], rng.choice(n, size=negatives, replace=False)])
         rows = rows[(rows != i) | (np.arange(len(rows)) == 0)]
         Xs.append(pair_features(matrix, vec, rows))
         ys.append(np.array([1] + [0] * (len(rows) - 1)))
