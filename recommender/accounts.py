@@ -14,15 +14,11 @@ from sqlalchemy.orm import Session
 from recommender.errors import Conflict, InvalidInput, Unauthorised
 from recommender.store.models import (
     ApiToken,
-    Ban,
+    Base,
+    CatalogItem,
     CrySession,
-    Export,
-    Feedback,
-    Memory,
-    OAuthState,
-    Reaction,
+    LibraryItem,
     SessionItem,
-    SpotifyConnection,
     User,
 )
 
@@ -89,12 +85,25 @@ def user_for_token(db: Session, token: str) -> User | None:
 
 
 def delete_user(db: Session, user_id: str) -> None:
-    """Remove everything stored about a person, children first (works without cascades)."""
+    """Remove everything stored about a person.
+
+    Every table with a ``user_id`` column is cleared, children before parents (so it works
+    with or without database cascades, and covers tables added later); then the tracks that
+    only this person's own library knew about.
+    """
+    library_only = list(db.scalars(
+        select(LibraryItem.item_id).join(CatalogItem, CatalogItem.id == LibraryItem.item_id)
+        .where(LibraryItem.user_id == user_id, CatalogItem.shared.is_(False))))
     session_ids = select(CrySession.id).where(CrySession.user_id == user_id)
-    for model in (Reaction, Ban, Feedback, Export):
-        db.execute(delete(model).where(model.user_id == user_id))
     db.execute(delete(SessionItem).where(SessionItem.session_id.in_(session_ids)))
-    for model in (CrySession, Memory, SpotifyConnection, OAuthState, ApiToken):
-        db.execute(delete(model).where(model.user_id == user_id))
+    for table in reversed(Base.metadata.sorted_tables):
+        if "user_id" in table.c and table.name != User.__tablename__:
+            db.execute(delete(table).where(table.c.user_id == user_id))
     db.execute(delete(User).where(User.id == user_id))
+    for item_id in library_only:
+        still_known = db.scalar(select(LibraryItem.user_id).where(LibraryItem.item_id == item_id)
+                                .limit(1))
+        shown = db.scalar(select(SessionItem.id).where(SessionItem.item_id == item_id).limit(1))
+        if still_known is None and shown is None:
+            db.execute(delete(CatalogItem).where(CatalogItem.id == item_id))
     db.commit()

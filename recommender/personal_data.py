@@ -6,7 +6,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from recommender import cry_sessions, memories
-from recommender.store.models import Ban, Export, SpotifyConnection, User, iso
+from recommender.store.models import (
+    Ban,
+    Export,
+    LibraryItem,
+    PersonTaste,
+    SpotifyConnection,
+    User,
+    iso,
+)
 
 
 def export_person(db: Session, user_id: str) -> dict:
@@ -27,6 +35,13 @@ def export_person(db: Session, user_id: str) -> dict:
     ]
     bans = [{"item_id": b.item_id, "created_at": iso(b.created_at)}
             for b in db.scalars(select(Ban).where(Ban.user_id == user_id))]
+    library = [
+        {"item_id": row.item_id, "title": row.item.title, "artist": row.item.artist,
+         "source": row.source, "added_at": iso(row.added_at)}
+        for row in db.scalars(select(LibraryItem).where(LibraryItem.user_id == user_id)
+                              .order_by(LibraryItem.added_at))
+    ]
+    taste = db.get(PersonTaste, user_id)
     return {
         "user": {"user_id": user.id, "username": user.username,
                  "created_at": iso(user.created_at)},
@@ -35,4 +50,7 @@ def export_person(db: Session, user_id: str) -> dict:
         "memories": [memories.memory_document(m) for m in memories.list_memories(db, user_id)],
         "exports": exports,
         "bans": bans,
+        "library": library,
+        "learned_taste": ({"n_reactions": taste.n_reactions, "stats": taste.stats,
+                           "updated_at": iso(taste.updated_at)} if taste else None),
     }

@@ -80,7 +80,8 @@ def test_delete_me_removes_everything_and_kills_the_token(client, alice, bob):
     store = client.application.extensions["goodcry"]
     with store.session_factory() as db:
         for model in (models.CrySession, models.Memory, models.Reaction, models.Ban,
-                      models.Feedback, models.ApiToken, models.Export):
+                      models.Feedback, models.ApiToken, models.Export, models.PersonTaste,
+                      models.LibraryItem):
             left = db.scalar(select(func.count()).select_from(model)
                              .where(model.user_id == alice.user_id))
             assert left == 0, model.__name__
@@ -90,3 +91,36 @@ def test_delete_me_removes_everything_and_kills_the_token(client, alice, bob):
     # the name is free again
     again = client.post("/api/v1/auth/register", json={"username": "alice", "password": PASSWORD})
     assert again.status_code == 201
+
+
+def test_delete_me_drops_tracks_only_my_library_knew(client, alice, bob):
+    from sqlalchemy import select
+
+    from recommender.store import models
+
+    store = client.application.extensions["goodcry"]
+    with store.session_factory() as db:
+        mine = models.CatalogItem(identity_key="song|alices private track|someone",
+                                  kind="song", title="Alice's Private Track",
+                                  artist="Someone", duration_s=200, shared=False)
+        both = models.CatalogItem(identity_key="song|a track we share|someone",
+                                  kind="song", title="A Track We Share", artist="Someone",
+                                  duration_s=200, shared=False)
+        db.add_all([mine, both])
+        db.flush()
+        db.add_all([
+            models.LibraryItem(user_id=alice.user_id, item_id=mine.id, source="spotify_saved"),
+            models.LibraryItem(user_id=alice.user_id, item_id=both.id, source="spotify_saved"),
+            models.LibraryItem(user_id=bob.user_id, item_id=both.id, source="spotify_top"),
+        ])
+        db.commit()
+        mine_id, both_id = mine.id, both.id
+    export = alice.get("/api/v1/me/export").get_json()
+    assert {e["title"] for e in export["library"]} == {"Alice's Private Track", "A Track We Share"}
+    assert "Alice's Private Track" not in str(bob.get("/api/v1/me/export").get_json())
+    assert alice.delete("/api/v1/me").status_code == 204
+    with store.session_factory() as db:
+        assert db.get(models.CatalogItem, mine_id) is None
+        assert db.get(models.CatalogItem, both_id) is not None
+        assert db.scalars(select(models.LibraryItem.user_id)
+                          .where(models.LibraryItem.item_id == both_id)).all() == [bob.user_id]
