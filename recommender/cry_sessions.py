@@ -339,9 +339,12 @@ def create_session(
             score=float(placement.score),
         ))
     # Load the chosen items with their tags in one query, so the session document that
-    # follows reads them from the identity map instead of one lazy load per item.
-    db.scalars(select(CatalogItem).where(CatalogItem.id.in_([si.item_id for si in session.items]))
-               .options(selectinload(CatalogItem.tags))).all()
+    # follows has them at hand instead of lazily loading each item and its tags.
+    chosen = {item.id: item for item in db.scalars(
+        select(CatalogItem).where(CatalogItem.id.in_([si.item_id for si in session.items]))
+        .options(selectinload(CatalogItem.tags)))}
+    for si in session.items:
+        si.item = chosen[si.item_id]
     db.add(session)
     db.commit()
     return session
