@@ -241,6 +241,34 @@ def rank_only(n: int = 100_000, repeats: int = 50) -> None:
           f"p50 {pct(times, 50):.1f} ms, p95 {pct(times, 95):.1f} ms over {repeats} runs")
 
 
+def profile_sessions(folder: Path, n_requests: int = 40) -> None:
+    """In-process pyinstrument profile of POST /api/v1/sessions on a catalogue this script
+    already imported into ``folder`` (run the table first)."""
+    from pyinstrument import Profiler
+
+    os.environ.update({
+        "GOODCRY_DATABASE_URL": f"sqlite:///{folder / 'goodcry.sqlite'}",
+        "GOODCRY_MATRIX_CACHE": str(folder / "matrices"), "GOODCRY_RATE_LIMITS": "off",
+        "GOODCRY_SECRET_KEY": "benchmark-secret-key-benchmark-secret-key"})
+    sys.path.insert(0, str(ROOT))
+    from web import create_app
+
+    client = create_app({"PREPARE_STORE": False}).test_client()
+    answer = client.post("/api/v1/auth/register", json={
+        "username": f"profile{time.time_ns()}", "password": "a long benchmark passphrase"})
+    headers = {"Authorization": f"Bearer {answer.get_json()['token']}"}
+    body = {"moods": ["grief"], "minutes": 90, "intensity": 3,
+            "prompt": "missing my grandmother"}
+    for _ in range(3):  # warm: matrix mapped, model loaded
+        client.post("/api/v1/sessions", json=body, headers=headers)
+    profiler = Profiler(interval=0.0005)
+    profiler.start()
+    for _ in range(n_requests):
+        client.post("/api/v1/sessions", json=body, headers=headers)
+    profiler.stop()
+    print(profiler.output_text(unicode=False, color=False, show_all=False))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000,1000000")
@@ -248,9 +276,14 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--rank-only", action="store_true")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="a size folder of an earlier run (e.g. WORKDIR/n100000)")
     args = parser.parse_args()
     if args.rank_only:
         rank_only()
+        return
+    if args.profile:
+        profile_sessions(args.profile)
         return
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="goodcry-scale-"))
     print(f"work folder: {workdir}; machine: {os.cpu_count()} cores, "

@@ -142,13 +142,21 @@ class ItemRecords(Sequence[ItemRecord]):
 
     ``tags`` is a list of ``;``-joined tag strings, one per item (kept as a TextColumn);
     ``maker_key`` and ``title_key`` are the normalised maker and title (as in identity keys).
-    A column is a TextColumn or an array for the whole catalogue, and plain lists in the
-    small matrices :meth:`ItemMatrix.subset` makes.
+    A column is a TextColumn or an array for the whole catalogue. The records of a subset
+    (:meth:`take`) are a view: the same columns and the catalogue rows they stand for.
     """
 
-    def __init__(self, ids: np.ndarray, columns: dict):
+    def __init__(self, ids: np.ndarray, columns: dict, rows: np.ndarray | None = None):
         self.ids = ids
         self.columns = columns
+        self.rows = rows
+
+    def column(self, name: str) -> np.ndarray | list[str]:
+        """One column's values for these records, in order."""
+        col = self.columns[name]
+        if self.rows is None:
+            return col.take(np.arange(len(col))) if isinstance(col, TextColumn) else col
+        return col.take(self.rows) if isinstance(col, TextColumn) else col[self.rows]
 
     @classmethod
     def from_records(cls, records: Sequence[ItemRecord]) -> ItemRecords:
@@ -176,9 +184,12 @@ class ItemRecords(Sequence[ItemRecord]):
         if isinstance(row, slice):
             return [self[i] for i in range(*row.indices(len(self)))]
         c = self.columns
+        item_id = self.ids[row].decode("utf-8")
+        if self.rows is not None:
+            row = int(self.rows[row])
         tags = c["tags"][row]
         return ItemRecord(
-            id=self.ids[row].decode("utf-8"),
+            id=item_id,
             kind="film" if c["is_film"][row] else "song",
             title=c["title"][row],
             artist=c["artist"][row] or None,
@@ -196,12 +207,10 @@ class ItemRecords(Sequence[ItemRecord]):
             yield self[row]
 
     def take(self, rows: np.ndarray) -> ItemRecords:
-        def take(col):
-            if isinstance(col, TextColumn | np.ndarray):
-                return col.take(rows) if isinstance(col, TextColumn) else col[rows]
-            return [col[int(r)] for r in rows]
-
-        return ItemRecords(self.ids[rows], {n: take(c) for n, c in self.columns.items()})
+        """The records at ``rows``, as a view over the same columns (nothing is copied)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        base = rows if self.rows is None else self.rows[rows]
+        return ItemRecords(self.ids[rows], self.columns, base)
 
 
 class ItemIndex(Mapping[str, int]):
@@ -439,7 +448,7 @@ def item_years(matrix: ItemMatrix) -> np.ndarray:
     """Each item's year (0 when unknown)."""
     records = matrix.records
     if isinstance(records, ItemRecords):
-        return np.asarray(records.columns["year"])
+        return np.asarray(records.column("year"))
     return np.array([r.year or 0 for r in records], dtype=np.int32)
 
 
@@ -454,8 +463,7 @@ def item_title_keys(matrix: ItemMatrix) -> np.ndarray:
     """Each item's normalised title (as in its identity key)."""
     records = matrix.records
     if isinstance(records, ItemRecords) and "title_key" in records.columns:
-        col = records.columns["title_key"]
-        keys = col.take(np.arange(len(records))) if isinstance(col, TextColumn) else list(col)
+        keys = list(records.column("title_key"))
     else:
         keys = [normalise_title(r.title) for r in records]
     return np.array(keys, dtype=object)

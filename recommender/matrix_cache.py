@@ -70,7 +70,7 @@ def save_matrix(matrix: ItemMatrix, directory: Path) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     records = matrix.records
-    if not isinstance(records, ItemRecords):
+    if not isinstance(records, ItemRecords) or records.rows is not None:
         records = ItemRecords.from_records(list(records))
     np.save(tmp / "ids.npy", records.ids)
     for name in _ARRAYS:
