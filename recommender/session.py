@@ -37,7 +37,8 @@ class ArcPlan:
 
 def _phase_target(phase: str, intensity: int) -> float:
     if phase == "deepen":
-        return float(intensity)
+        # The peak sits between what was asked for and the one step further deepen may go.
+        return intensity + (0.5 if intensity >= 3 else 0.0)
     if phase == "settle":
         return max(1.0, intensity - 1.5)
     return max(1.0, intensity - 1.0)
@@ -125,9 +126,12 @@ def assemble(
         if era:
             used_eras[era] = used_eras.get(era, 0) + 1
 
-    # 1. Aftercare: the best-fitting uplifting song that fits the time.
-    care_rows = np.flatnonzero(allowed & matrix.aftercare & ~matrix.is_film
-                               & (matrix.duration_s <= budget))
+    # 1. Aftercare: the best-fitting uplifting song that fits the time, a gentle one
+    # (intensity 1-2) when there is one: a session never ends on a tear-jerker.
+    fits = matrix.aftercare & ~matrix.is_film & (matrix.duration_s <= budget)
+    care_rows = np.flatnonzero(allowed & fits & (matrix.intensity <= 2))
+    if len(care_rows) == 0:
+        care_rows = np.flatnonzero(allowed & fits)
     if len(care_rows) == 0:
         care_rows = np.flatnonzero(matrix.aftercare & ~matrix.is_film
                                    & (matrix.duration_s <= budget))
