@@ -253,3 +253,18 @@ def test_no_secret_or_private_text_reaches_the_logs(client, caplog):
     for secret in (secret_password, token, other_token, memory_text, note, prompt,
                    "not-a-real-token-abc123"):
         assert secret not in logged, secret
+
+
+def test_every_page_post_route_demands_a_csrf_token(app, client):
+    """Every POST outside the bearer-token API is refused without the form's token."""
+    checked = []
+    for rule in app.url_map.iter_rules():
+        if "POST" not in rule.methods or rule.rule.startswith("/api/"):
+            continue
+        url = rule.rule
+        for arg in rule.arguments:
+            url = url.replace(f"<{arg}>", "x").replace(f"<string:{arg}>", "x")
+        answer = client.post(url, data={"anything": "1"})
+        assert answer.status_code == 400, (rule.rule, answer.status_code)
+        checked.append(rule.rule)
+    assert "/signin" in checked and "/sessions" in checked and len(checked) >= 8, checked
