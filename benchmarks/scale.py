@@ -240,6 +240,21 @@ def rank_only(n: int = 100_000, repeats: int = 50) -> None:
     print(f"in-process ranking of {n} candidates (features + ranker + arc): "
           f"p50 {pct(times, 50):.1f} ms, p95 {pct(times, 95):.1f} ms over {repeats} runs")
 
+    from recommender.retrieval import candidate_rows
+
+    times = []
+    for i in range(repeats):
+        started = time.perf_counter()
+        vec = request_vector(request, matrix, vocabulary)
+        rows = candidate_rows(matrix, vec, request, crisis=False, rng=np.random.default_rng(i))
+        small = matrix.subset(rows)
+        scores = ranker.score_items(pair_features(small, vec))
+        assemble(small, scores, minutes=60, intensity=3, include_films=True, crisis=False,
+                 banned_rows=set())
+        times.append(time.perf_counter() - started)
+    print(f"in-process, as served: retrieval from {n} items to {len(rows)} candidates, then "
+          f"features + ranker + arc: p50 {pct(times, 50):.1f} ms, p95 {pct(times, 95):.1f} ms")
+
 
 def profile_sessions(folder: Path, n_requests: int = 40) -> None:
     """In-process pyinstrument profile of POST /api/v1/sessions on a catalogue this script
