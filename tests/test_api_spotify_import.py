@@ -46,3 +46,20 @@ def test_import_pauses_on_a_rate_limit_then_finishes(spotify_app, client,  # noq
         assert len(rows) == 4
     # The private track is not in the shared catalogue.
     assert alice.get("/api/v1/items?q=kitchen").get_json()["total"] == 0
+
+
+def test_a_refused_import_is_a_clear_502_and_keeps_what_came_in(spotify_app, client,  # noqa: F811
+                                                               spotify_server):
+    alice = ApiUser(client, "alice")
+    connect(alice)
+    user = "goodcry-tester"
+    hurt = spotify_server.find_track("Hurt", "Johnny Cash")
+    spotify_server.set_recently_played([hurt.id], user)
+    spotify_server.set_top_tracks([hurt.id], user)
+    spotify_server.fail_next("/v1/me/top/tracks", status=403)
+    answer = alice.post("/api/v1/spotify/import")
+    error = assert_error(answer, 502, "spotify_refused")
+    assert "403" in error["message"]
+    with spotify_app.extensions["goodcry"].session_factory() as db:
+        rows = db.scalars(select(LibraryItem).where(LibraryItem.user_id == alice.user_id)).all()
+        assert [r.source for r in rows] == ["spotify_recent"]

@@ -7,6 +7,7 @@ from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from recommender.errors import Conflict, GoodcryError, InvalidInput, NotFound, Unauthorised
+from recommender.services.spotify import SpotifyError, SpotifyRateLimited, SpotifyRejected
 
 DOMAIN_STATUS = {NotFound: 404, InvalidInput: 422, Conflict: 409, Unauthorised: 401}
 HTTP_CODES = {
@@ -78,7 +79,22 @@ def domain_error(exc: GoodcryError) -> Response:
     return error_response(status, exc.code, exc.message)
 
 
+def spotify_error(exc: SpotifyError) -> Response:
+    """A Spotify fault that the code calling it did not turn into a job state of its own."""
+    if isinstance(exc, SpotifyRateLimited):
+        return error_response(503, "spotify_rate_limited",
+                              f"Spotify asks us to wait {exc.retry_after_s} s; try again then",
+                              {"Retry-After": str(exc.retry_after_s)})
+    if isinstance(exc, SpotifyRejected):
+        return error_response(502, "spotify_refused",
+                              f"Spotify refused the request (status {exc.status}); connecting "
+                              "Spotify again may grant what is missing")
+    return error_response(503, "spotify_unavailable",
+                          "Spotify is not answering right now; nothing was lost, try again later")
+
+
 def init_app(app: Flask) -> None:
+    app.register_error_handler(SpotifyError, spotify_error)
     app.register_error_handler(GoodcryError, domain_error)
     app.register_error_handler(HTTPException, http_error)
 
