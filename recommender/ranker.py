@@ -10,30 +10,48 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 
-def _fit_logistic(X, t, sw, prior, C, max_iter):
+def _fit_logistic(X, t, sw, prior, C, max_iter, start=None, precision=None):
     """Weighted logistic regression with a Gaussian prior on the coefficients (MAP).
 
-    Minimises ``sum(sw * logloss) + ||coef - prior||^2 / (2 C)``; the intercept is free.
+    Minimises ``sum(sw * logloss(t, z)) + sum(precision * (coef - prior)^2) / (2 C)``; the
+    intercept is free. ``t`` may be soft (any value in [0, 1]): a graded outcome is one row,
+    not a positive and a negative row. ``precision`` scales the pull per coefficient (1 when
+    None); an infinite one holds that coefficient at its prior (it is not fitted at all).
+    ``start`` (coefficients then intercept) warm-starts L-BFGS.
     Returns (coef, intercept, iterations).
     """
     n_features = X.shape[1]
+    precision = np.ones(n_features) if precision is None else np.asarray(precision, float)
+    free = np.isfinite(precision)
+    lam = precision[free] / C
+    # Held coefficients enter as a fixed offset; the solver sees the free ones only.
+    offset = X[:, ~free] @ prior[~free] if not free.all() else 0.0
+    Xf = X[:, free] if not free.all() else X
+    prior_f = prior[free]
+    Xt = Xf.T
 
     def objective(theta):
         coef, b = theta[:-1], theta[-1]
-        z = X @ coef + b
-        loss = np.sum(sw * (np.logaddexp(0.0, z) - t * z))
-        diff = coef - prior
-        loss += 0.5 * diff @ diff / C
+        z = Xf @ coef + (b + offset)
+        loss = float(np.sum(sw * (np.logaddexp(0.0, z) - t * z)))
+        diff = coef - prior_f
+        loss += 0.5 * float(diff @ (lam * diff))
         r = sw * (expit(z) - t)
         grad = np.empty_like(theta)
-        grad[:-1] = X.T @ r + diff / C
+        grad[:-1] = Xt @ r + lam * diff
         grad[-1] = r.sum()
         return loss, grad
 
-    theta0 = np.concatenate([prior, [0.0]])
+    theta0 = (np.concatenate([prior_f, [0.0]]) if start is None
+              else np.concatenate([np.asarray(start, float)[:-1][free], [start[-1]]]))
+    # Tolerances relative to the data's total weight, so they mean the same for a hundred
+    # rows or a million.
+    scale = float(sw.sum()) or 1.0
     result = minimize(objective, theta0, jac=True, method="L-BFGS-B",
-                      options={"maxiter": max_iter, "gtol": 1e-8, "ftol": 1e-12})
-    return result.x[:n_features], float(result.x[-1]), int(result.nit)
+                      options={"maxiter": max_iter, "gtol": 1e-6 * scale, "ftol": 1e-10})
+    coef = prior.astype(np.float64).copy()
+    coef[free] = result.x[:-1]
+    return coef, float(result.x[-1]), int(result.nit)
 
 
 class CryRanker(ClassifierMixin, BaseEstimator):
@@ -59,6 +77,10 @@ class CryRanker(ClassifierMixin, BaseEstimator):
     prior_coef : array-like of shape (n_features,) or None, default=None
         Where the coefficients are shrunk to; None means zeros. Ignored when its length
         differs from the number of features seen in ``fit``.
+    prior_precision : array-like of shape (n_features,) or None, default=None
+        How firmly each coefficient is held to ``prior_coef``, relative to the others (the
+        pull on coefficient j is ``prior_precision[j] / C``); None means 1 for all. Ignored
+        when its length differs from the number of features.
 
     Attributes
     ----------
@@ -81,10 +103,19 @@ class CryRanker(ClassifierMixin, BaseEstimator):
     True
     """
 
-    def __init__(self, C: float = 1.0, max_iter: int = 500, prior_coef=None):
+    def __init__(self, C: float = 1.0, max_iter: int = 500, prior_coef=None,
+                 prior_precision=None):
         self.C = C
         self.max_iter = max_iter
         self.prior_coef = prior_coef
+        self.prior_precision = prior_precision
+
+    def _per_feature(self, value, n_features: int, default: float) -> np.ndarray:
+        if value is not None:
+            given = np.asarray(value, dtype=np.float64).ravel()
+            if given.shape == (n_features,):
+                return given
+        return np.full(n_features, default)
 
     def fit(self, X, y, sample_weight=None):
         X, y = validate_data(self, X, y, dtype=np.float64)
@@ -92,11 +123,8 @@ class CryRanker(ClassifierMixin, BaseEstimator):
         sw = _check_sample_weight(sample_weight, X, dtype=np.float64)
         self.classes_ = np.unique(y)
         n_features = X.shape[1]
-        prior = np.zeros(n_features)
-        if self.prior_coef is not None:
-            given = np.asarray(self.prior_coef, dtype=np.float64).ravel()
-            if given.shape == (n_features,):
-                prior = given
+        prior = self._per_feature(self.prior_coef, n_features, 0.0)
+        precision = self._per_feature(self.prior_precision, n_features, 1.0)
         if len(self.classes_) == 1:
             # Nothing to separate: remember the single answer.
             self.coef_ = np.zeros((1, n_features))
@@ -108,13 +136,41 @@ class CryRanker(ClassifierMixin, BaseEstimator):
         coefs, intercepts, iters = [], [], []
         for t in targets:
             coef, b, nit = _fit_logistic(X, t.astype(np.float64), sw, prior, float(self.C),
-                                         int(self.max_iter))
+                                         int(self.max_iter), precision=precision)
             coefs.append(coef)
             intercepts.append(b)
             iters.append(nit)
         self.coef_ = np.array(coefs)
         self.intercept_ = np.array(intercepts)
         self.n_iter_ = np.array(iters)
+        return self
+
+    def fit_graded(self, X, target, sample_weight=None, warm_start=None):
+        """Fit on graded outcomes: ``target`` in [0, 1] per row (how far it moved the
+        person), one row per reaction. The same optimum as fitting each row twice, as a
+        positive weighted by ``target`` and a negative weighted by ``1 - target``.
+
+        ``warm_start`` is a fitted CryRanker (say the version being replaced) whose
+        coefficients start the solver, so a refit on much the same data takes few steps.
+        """
+        X = validate_data(self, X, dtype=np.float64)
+        t = np.asarray(target, dtype=np.float64).ravel()
+        if t.shape != (X.shape[0],) or not np.all((t >= 0) & (t <= 1)):
+            raise ValueError("target must hold one value in [0, 1] per row of X")
+        sw = _check_sample_weight(sample_weight, X, dtype=np.float64)
+        n_features = X.shape[1]
+        prior = self._per_feature(self.prior_coef, n_features, 0.0)
+        precision = self._per_feature(self.prior_precision, n_features, 1.0)
+        start = None
+        if (warm_start is not None and getattr(warm_start, "coef_", None) is not None
+                and warm_start.coef_.shape == (1, n_features)):
+            start = np.concatenate([warm_start.coef_[0], warm_start.intercept_[:1]])
+        coef, b, nit = _fit_logistic(X, t, sw, prior, float(self.C), int(self.max_iter),
+                                     start=start, precision=precision)
+        self.classes_ = np.array([0, 1])
+        self.coef_ = coef[None, :]
+        self.intercept_ = np.array([b])
+        self.n_iter_ = np.array([nit])
         return self
 
     def decision_function(self, X):
