@@ -78,7 +78,12 @@ class Recommender:
         if self._matrix is None or self._matrix.revision != revision:
             with self._lock:
                 if self._matrix is None or self._matrix.revision != revision:
-                    self._matrix = cached_matrix(db, self.vocabulary, self.matrix_cache)
+                    # While another process builds the new catalogue's artefact (an import
+                    # of a large file), keep serving the previous matrix rather than wait.
+                    fresh = cached_matrix(db, self.vocabulary, self.matrix_cache,
+                                          wait=self._matrix is None)
+                    if fresh is not None:
+                        self._matrix = fresh
         return self._matrix
 
     def model(self, db: Session) -> tuple[str, CryRanker]:

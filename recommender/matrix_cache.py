@@ -150,10 +150,11 @@ def _prune(cache_dir: Path, keep: str) -> None:
 
 def cached_matrix(
     db: Session, vocabulary: Vocabulary, cache_dir: Path | None,
-    *, persist_min_items: int = PERSIST_MIN_ITEMS,
-) -> ItemMatrix:
+    *, persist_min_items: int = PERSIST_MIN_ITEMS, wait: bool = True,
+) -> ItemMatrix | None:
     """The catalogue's matrix: from its artefact when there is one, else built (and saved
-    when the catalogue is large enough to be worth it). One builder at a time per folder."""
+    when the catalogue is large enough to be worth it). One builder at a time per folder:
+    with ``wait=False``, None when another process is building it right now."""
     generation = catalog_generation(db)
     if cache_dir is None or generation is None:
         return build_from_store(db, vocabulary)
@@ -162,7 +163,10 @@ def cached_matrix(
         return load_matrix(target)
     cache_dir.mkdir(parents=True, exist_ok=True)
     with open(cache_dir / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return None
         try:
             if (target / "format").exists():
                 return load_matrix(target)

@@ -178,3 +178,16 @@ def test_query_vector_equals_the_vectorizers_transform(db):
         got = query_vector(matrix.vectorizer, text)
         assert got.dtype == expected.dtype
         assert np.allclose(got.toarray(), expected.toarray(), atol=1e-7), text
+
+
+def test_a_worker_does_not_wait_for_another_process_building_the_artefact(db, tmp_path):
+    import fcntl
+
+    vocabulary = default_vocabulary()
+    tmp_path.mkdir(exist_ok=True)
+    with open(tmp_path / ".lock", "w") as held:  # another process building right now
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert cached_matrix(db, vocabulary, tmp_path, persist_min_items=0, wait=False) is None
+        fcntl.flock(held, fcntl.LOCK_UN)
+    built = cached_matrix(db, vocabulary, tmp_path, persist_min_items=0, wait=False)
+    assert built is not None and len(built) > 800
