@@ -17,7 +17,7 @@ import scipy
 import scipy.sparse as sp
 import sklearn
 from sklearn.metrics import log_loss, roc_auc_score
-from sqlalchemy import select, update
+from sqlalchemy import String, cast, select, update
 from sqlalchemy.orm import Session
 
 from recommender import tastes
@@ -64,16 +64,23 @@ def prior_coefficients() -> np.ndarray:
 
 @dataclass(frozen=True)
 class TrainingSet:
+    """One row per example: its pair features, graded target in [0, 1] and weight."""
+
     X: np.ndarray
-    y: np.ndarray
+    target: np.ndarray
     weight: np.ndarray
     n_feedback: int
     order: np.ndarray | None = None   # per row: the time rank of its session (for splits)
 
+    @property
+    def y(self) -> np.ndarray:
+        """The hard label of each row (moved or cried: 1)."""
+        return (self.target >= 0.5).astype(int)
+
 
 def _empty_set() -> TrainingSet:
     return TrainingSet(np.zeros((0, len(PAIR_FEATURES)), dtype=np.float32),
-                       np.zeros(0, dtype=int), np.zeros(0), 0, np.zeros(0))
+                       np.zeros(0), np.zeros(0), 0, np.zeros(0))
 
 
 def catalogue_pseudo_requests(
@@ -112,7 +119,7 @@ def catalogue_pseudo_requests(
     if not Xs:
         return _empty_set()
     X = np.vstack(Xs)
-    y = np.concatenate(ys)
+    y = np.concatenate(ys).astype(np.float64)
     return TrainingSet(X, y, np.ones(len(y)), 0)
 
 
@@ -123,18 +130,49 @@ def _matrix_item_ids(matrix: ItemMatrix) -> list[str]:
     return [r.id for r in matrix.records]
 
 
+def _frame(rows: list, columns: list[str]) -> pd.DataFrame:
+    """Rows of a Core result as a frame, column by column (far quicker than row by row)."""
+    values = list(zip(*rows, strict=True)) if rows else [()] * len(columns)
+    out = {}
+    for name, column in zip(columns, values, strict=True):
+        array = np.empty(len(column), dtype=object)
+        array[:] = column
+        out[name] = array
+    return pd.DataFrame(out)
+
+
 def load_feedback_frames(db: Session) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """All reactions (plain columns) and the sessions they belong to, as two frames."""
+    """All reactions and the sessions they belong to, as two frames of plain columns.
+
+    ``reactions``: session_id, user_id, item_id, reaction. ``sessions``: id, user_id,
+    created_at, request (a dict; equal requests share one), catharsis, mood_before,
+    mood_after, in time order. Read with SQL Core (no ORM objects), only the columns
+    training needs; each distinct stored request is parsed once.
+    """
     conn = db.connection()
-    reactions = pd.read_sql_query(
-        select(Reaction.session_id, Reaction.user_id, Reaction.item_id, Reaction.reaction),
-        conn)
-    sessions = pd.read_sql_query(
-        select(CrySession.id, CrySession.created_at, CrySession.request,
-               Feedback.catharsis, Feedback.mood_before, Feedback.mood_after)
+    rated = select(Reaction.session_id).distinct().scalar_subquery()
+    srows = conn.execute(
+        select(CrySession.id, CrySession.user_id, CrySession.created_at,
+               cast(CrySession.request, String), Feedback.catharsis, Feedback.mood_before,
+               Feedback.mood_after)
         .join(Feedback, Feedback.session_id == CrySession.id, isouter=True)
-        .where(CrySession.id.in_(select(Reaction.session_id).distinct())),
-        conn)
+        .where(CrySession.id.in_(rated))
+        .order_by(CrySession.created_at, CrySession.id)).all()
+    columns = ["id", "user_id", "created_at", "request", "catharsis", "mood_before",
+               "mood_after"]
+    sessions = _frame(srows, columns)
+    del srows
+    if len(sessions):
+        codes, raw = pd.factorize(sessions["request"])
+        parsed = np.empty(len(raw), dtype=object)
+        parsed[:] = [json.loads(r) if isinstance(r, str) else (r or {}) for r in raw]
+        sessions["request"] = parsed[codes]
+    rrows = conn.execute(select(Reaction.session_id, Reaction.item_id, Reaction.reaction)).all()
+    reactions = _frame(rrows, ["session_id", "item_id", "reaction"])
+    del rrows
+    users = sessions["user_id"].to_numpy(object)
+    pos = pd.Index(sessions["id"]).get_indexer(reactions["session_id"])
+    reactions.insert(1, "user_id", np.where(pos >= 0, users[pos] if len(users) else None, None))
     return reactions, sessions
 
 
@@ -167,9 +205,15 @@ def training_set_from_frames(
         return _empty_set()
 
     # Requests: one vector per distinct stored request.
-    keys = sessions["request"].map(lambda r: json.dumps(
-        [sorted(r.get("moods") or []), r.get("prompt") or "", int(r.get("intensity", 3))]))
-    codes, uniques = pd.factorize(keys)
+    # Sessions share their request objects when equal (load_feedback_frames): key each
+    # distinct object once, then factorise the keys.
+    obj_codes, _ = pd.factorize(sessions["request"].map(id))
+    first = pd.Series(np.arange(len(sessions))).groupby(obj_codes).first().to_numpy()
+    obj_keys = [json.dumps([sorted(r.get("moods") or []), r.get("prompt") or "",
+                            int(r.get("intensity", 3))])
+                for r in sessions["request"].to_numpy(object)[first]]
+    key_codes, uniques = pd.factorize(np.asarray(obj_keys, dtype=object))
+    codes = key_codes[obj_codes]
     vecs = []
     for moods, prompt, intensity in (json.loads(u) for u in uniques):
         request = SessionRequest(moods=tuple(moods), prompt=prompt or None, intensity=intensity)
@@ -210,9 +254,7 @@ def training_set_from_frames(
 
     target = pd.Series(reaction).map(REACTION_TARGET).to_numpy(np.float64)
     w = pd.Series(reaction).map(REACTION_WEIGHT).to_numpy(np.float64) * s_weight
-    both = np.concatenate
-    return TrainingSet(both([X, X]), both([np.ones(n, np.int64), np.zeros(n, np.int64)]),
-                       both([w * target, w * (1.0 - target)]), n, both([s_pos, s_pos]))
+    return TrainingSet(X, target, w, n, s_pos)
 
 
 def _taste_before_session(matrix, rows, users, sessions, reward_sum, weight_sum) -> np.ndarray:
@@ -263,20 +305,36 @@ def request_from_stored(request: dict) -> SessionRequest:
     )
 
 
-def _fit(pseudo: TrainingSet, real: TrainingSet, rows: np.ndarray | None = None) -> CryRanker:
-    X, y, w = pseudo.X, pseudo.y, pseudo.weight
-    if len(real.y):
-        Xr, yr, wr = ((real.X, real.y, real.weight) if rows is None
-                      else (real.X[rows], real.y[rows], real.weight[rows]))
+def prior_precision() -> np.ndarray:
+    """How firmly each coefficient is held to :func:`prior_coefficients` (inf: not fitted).
+
+    The taste coefficients are held at ``TASTE_PRIOR``: stored feedback comes from the
+    model's own picks, items already chosen for their taste, so it sees a narrow slice of
+    taste and would pull those coefficients towards zero (selection bias), weakening what
+    each person's online taste adds. Feedback fits the content coefficients and the
+    intercept; the per-person learning lives in the taste features themselves.
+    """
+    return np.array([np.inf if name in TASTE_PRIOR else 1.0 for name in PAIR_FEATURES])
+
+
+def _fit(pseudo: TrainingSet, real: TrainingSet, rows: np.ndarray | None = None,
+         warm_start: CryRanker | None = None) -> CryRanker:
+    X, t, w = pseudo.X, pseudo.target, pseudo.weight
+    if len(real.target):
+        Xr, tr, wr = ((real.X, real.target, real.weight) if rows is None
+                      else (real.X[rows], real.target[rows], real.weight[rows]))
         X = np.vstack([X, Xr])
-        y = np.concatenate([y, yr]).astype(int)
+        t = np.concatenate([t, tr])
         w = np.concatenate([w, wr * FEEDBACK_WEIGHT])
-    return CryRanker(C=PRIOR_C, prior_coef=prior_coefficients()).fit(X, y, sample_weight=w)
+    ranker = CryRanker(C=PRIOR_C, prior_coef=prior_coefficients(),
+                       prior_precision=prior_precision())
+    return ranker.fit_graded(X, t, sample_weight=w, warm_start=warm_start)
 
 
-def holdout_scores(pseudo: TrainingSet, real: TrainingSet) -> dict:
+def holdout_scores(pseudo: TrainingSet, real: TrainingSet,
+                   warm_start: CryRanker | None = None) -> dict:
     """Fit on the older sessions' feedback, score the newest ``HOLDOUT_SHARE`` (by time)."""
-    if len(real.y) < 20 or real.order is None:
+    if len(real.target) < 20 or real.order is None:
         return {}
     cut = np.quantile(real.order, 1.0 - HOLDOUT_SHARE)
     train, test = real.order < cut, (real.order >= cut) & (real.weight > 0)
@@ -290,16 +348,18 @@ def holdout_scores(pseudo: TrainingSet, real: TrainingSet) -> dict:
     test_rows = np.flatnonzero(test)
     if len(test_rows) > HOLDOUT_MAX_ROWS // 4:
         test_rows = np.sort(rng.choice(test_rows, HOLDOUT_MAX_ROWS // 4, replace=False))
-    test = np.zeros(len(real.y), dtype=bool)
-    test[test_rows] = True
-    ranker = _fit(pseudo, real, train_rows)
-    p = ranker.predict_proba(real.X[test])[:, 1]
-    y, w = real.y[test], real.weight[test]
+    ranker = _fit(pseudo, real, train_rows, warm_start)
+    p = ranker.predict_proba(real.X[test_rows])[:, 1]
+    # Graded targets scored as a positive weighted by the target and a negative by the rest.
+    t, w = real.target[test_rows], real.weight[test_rows]
+    y = np.concatenate([np.ones(len(t)), np.zeros(len(t))])
+    pp = np.concatenate([p, p])
+    ww = np.concatenate([w * t, w * (1.0 - t)])
     return {
         "holdout": "newest sessions by time",
-        "holdout_reactions": int(test.sum() // 2),
-        "holdout_auc": round(float(roc_auc_score(y, p, sample_weight=w)), 4),
-        "holdout_log_loss": round(float(log_loss(y, p, sample_weight=w, labels=[0, 1])), 4),
+        "holdout_reactions": len(test_rows),
+        "holdout_auc": round(float(roc_auc_score(y, pp, sample_weight=ww)), 4),
+        "holdout_log_loss": round(float(log_loss(y, pp, sample_weight=ww, labels=[0, 1])), 4),
     }
 
 
@@ -309,22 +369,29 @@ def fit_ranker(
 ) -> tuple[CryRanker, dict]:
     """Fit the ranker on catalogue self-supervision plus all stored feedback.
 
-    The sidecar records the data snapshot, library versions, and evaluation scores: a
-    temporal hold-out on the stored feedback, plus whatever ``evaluation`` is passed in.
+    The solver starts from the served version's coefficients (a refit on much the same
+    data takes few steps). The sidecar records the data snapshot, library versions, and
+    evaluation scores: a temporal hold-out on the stored feedback, plus whatever
+    ``evaluation`` is passed in.
     """
     pseudo = catalogue_pseudo_requests(matrix, vocabulary, seed=seed)
     real = feedback_training_set(db, matrix, vocabulary) if db is not None else _empty_set()
-    scores = holdout_scores(pseudo, real)
-    ranker = _fit(pseudo, real)
+    served = load_servable(db) if db is not None and real.n_feedback else None
+    warm = served[1] if served is not None else None
+    scores = holdout_scores(pseudo, real, warm)
+    ranker = _fit(pseudo, real, warm_start=warm)
     kind = "learned" if real.n_feedback else "content"
-    X = np.vstack([pseudo.X, real.X]) if len(real.y) else pseudo.X
-    y = np.concatenate([pseudo.y, real.y]).astype(int) if len(real.y) else pseudo.y
+    X = np.vstack([pseudo.X, real.X]) if len(real.target) else pseudo.X
+    y = np.concatenate([pseudo.y, real.y]) if len(real.target) else pseudo.y
+    w = np.concatenate([pseudo.weight, real.weight]) if len(real.target) else pseudo.weight
     sidecar = {
         "kind": kind,
         "features": list(PAIR_FEATURES),
         "trained_at": datetime.now(UTC).isoformat(),
-        "n_catalogue_examples": len(pseudo.y),
+        "n_catalogue_examples": len(pseudo.target),
         "n_feedback_reactions": int(real.n_feedback),
+        "warm_start": served[0] if served is not None else None,
+        "solver_iterations": int(ranker.n_iter_[0]),
         "catalog_revision": matrix.revision,
         "catalog_items": len(matrix),
         "libraries": {
@@ -338,7 +405,7 @@ def fit_ranker(
         "coefficients": dict(zip(PAIR_FEATURES, (round(float(c), 4) for c in ranker.coef_[-1]),
                                  strict=True)),
         "evaluation": {
-            "training_accuracy": round(float(ranker.score(X, y)), 4),
+            "training_accuracy": round(float(ranker.score(X, y, sample_weight=w)), 4),
             **scores,
             **(evaluation or {}),
         },
