@@ -429,14 +429,31 @@ def session_reactions(db: Session, session_id: str) -> list[Reaction]:
                            .order_by(Reaction.id)))
 
 
-def record_feedback(db: Session, user_id: str, session_id: str, fb: FeedbackInput) -> int:
-    """Store how a session went; sent again, it replaces what was there (no double counting).
+@dataclass(frozen=True)
+class StoredFeedback:
+    """What :func:`store_feedback` wrote, and what the online taste update needs from it."""
 
-    ``never_again`` bans the item for this person in every later session. Nothing is changed
-    when any part of the feedback is invalid.
+    user_id: str
+    previous: list[tuple[str, str]]
+    previous_weight: float
+    current: list[tuple[str, str]]
+    current_weight: float
+    keys: dict[str, list[str]]      # item id -> its taste attribute keys
+
+
+def store_feedback(db: Session, user_id: str, session_id: str,
+                   fb: FeedbackInput) -> StoredFeedback:
+    """Validate and store how a session went (not committed): the reactions, bans and the
+    session's feedback row; sent again, it replaces what was there.
+
+    Reads with SQL Core, only the columns needed: the session's items, their kind, maker,
+    year and tags, the earlier reactions and feedback.
     """
-    session = get_session(db, user_id, session_id)
-    in_session = {si.item_id for si in session.items}
+    owner = db.scalar(select(CrySession.user_id).where(CrySession.id == session_id))
+    if owner is None or owner != user_id:
+        raise NotFound(f"no session {session_id!r}")
+    in_session = set(db.scalars(select(SessionItem.item_id)
+                                .where(SessionItem.session_id == session_id)))
     seen: set[str] = set()
     for item_id, reaction in fb.reactions:
         if reaction not in REACTIONS:
@@ -448,49 +465,77 @@ def record_feedback(db: Session, user_id: str, session_id: str, fb: FeedbackInpu
         seen.add(item_id)
 
     # What this session's earlier feedback taught the person's taste, to take back first.
-    previous = [(r.item_id, r.reaction) for r in session_reactions(db, session.id)]
-    earlier = db.get(Feedback, session.id)
-    previous_weight = (tastes.session_weight(earlier.catharsis, earlier.mood_before,
-                                             earlier.mood_after) if earlier else 1.0)
+    previous = [tuple(r) for r in db.execute(
+        select(Reaction.item_id, Reaction.reaction).where(Reaction.session_id == session_id)
+        .order_by(Reaction.id))]
+    feedback = db.get(Feedback, session_id)
+    previous_weight = (tastes.session_weight(feedback.catharsis, feedback.mood_before,
+                                             feedback.mood_after)
+                       if feedback is not None else 1.0)
 
-    db.execute(delete(Reaction).where(Reaction.session_id == session.id))
-    db.execute(delete(Ban).where(Ban.session_id == session.id, Ban.user_id == user_id))
+    db.execute(delete(Reaction).where(Reaction.session_id == session_id))
+    db.execute(delete(Ban).where(Ban.session_id == session_id, Ban.user_id == user_id))
     now = utcnow()
+    banned = set(db.scalars(select(Ban.item_id).where(Ban.user_id == user_id)))
     for item_id, reaction in fb.reactions:
-        db.add(Reaction(session_id=session.id, user_id=user_id, item_id=item_id,
+        db.add(Reaction(session_id=session_id, user_id=user_id, item_id=item_id,
                         reaction=reaction, created_at=now))
-        if reaction == "never_again" and db.get(Ban, (user_id, item_id)) is None:
-            db.add(Ban(user_id=user_id, item_id=item_id, session_id=session.id))
-    feedback = db.get(Feedback, session.id)
+        if reaction == "never_again" and item_id not in banned:
+            db.add(Ban(user_id=user_id, item_id=item_id, session_id=session_id))
+            banned.add(item_id)
     if feedback is None:
-        feedback = Feedback(session_id=session.id, user_id=user_id, created_at=now)
+        feedback = Feedback(session_id=session_id, user_id=user_id, created_at=now)
         db.add(feedback)
     feedback.catharsis = fb.catharsis
     feedback.mood_before = fb.mood_before
     feedback.mood_after = fb.mood_after
     feedback.note = fb.note
     feedback.updated_at = now
-    items = {si.item_id: si.item for si in session.items}
+
+    rated_ids = {i for i, _ in previous} | {i for i, _ in fb.reactions}
     tags: dict[str, list[str]] = {}
     for item_id, tag in db.execute(
-        select(ItemTag.item_id, ItemTag.tag).where(ItemTag.item_id.in_(list(items)))
+        select(ItemTag.item_id, ItemTag.tag).where(ItemTag.item_id.in_(rated_ids))
         .order_by(ItemTag.item_id, ItemTag.position)
     ):
         tags.setdefault(item_id, []).append(tag)
+    vocabulary = default_vocabulary()
+    keys = {
+        item_id: attribute_keys(item_id, kind, tags.get(item_id, ()), artist, director, year,
+                                vocabulary)
+        for item_id, kind, artist, director, year in db.execute(
+            select(CatalogItem.id, CatalogItem.kind, CatalogItem.artist,
+                   CatalogItem.director, CatalogItem.year)
+            .where(CatalogItem.id.in_(rated_ids)))
+    }
+    return StoredFeedback(
+        user_id=user_id, previous=previous, previous_weight=previous_weight,
+        current=[tuple(r) for r in fb.reactions],
+        current_weight=tastes.session_weight(fb.catharsis, fb.mood_before, fb.mood_after),
+        keys=keys)
 
+
+def update_taste(db: Session, stored: StoredFeedback) -> None:
+    """The online update: the person's taste takes in the stored feedback (and lets go of
+    what that session's earlier feedback added), then everything is committed, so their
+    next session reflects it at once."""
     def rated(pairs) -> list[tastes.RatedItem]:
-        out = []
-        for item_id, reaction in pairs:
-            item = items.get(item_id)
-            if item is not None:
-                keys = attribute_keys(item.id, item.kind, tags.get(item_id, ()), item.artist,
-                                      item.director, item.year, default_vocabulary())
-                out.append(tastes.RatedItem(keys, reaction))
-        return out
+        return [tastes.RatedItem(stored.keys[item_id], reaction)
+                for item_id, reaction in pairs if item_id in stored.keys]
 
     tastes.apply_feedback(
-        db, user_id, previous=rated(previous), previous_weight=previous_weight,
-        current=rated(fb.reactions),
-        current_weight=tastes.session_weight(fb.catharsis, fb.mood_before, fb.mood_after))
+        db, stored.user_id, previous=rated(stored.previous),
+        previous_weight=stored.previous_weight, current=rated(stored.current),
+        current_weight=stored.current_weight)
     db.commit()
+
+
+def record_feedback(db: Session, user_id: str, session_id: str, fb: FeedbackInput) -> int:
+    """Store how a session went; sent again, it replaces what was there (no double counting).
+
+    ``never_again`` bans the item for this person in every later session. Nothing is changed
+    when any part of the feedback is invalid. The person's taste is updated in the same
+    transaction (:func:`update_taste`).
+    """
+    update_taste(db, store_feedback(db, user_id, session_id, fb))
     return len(fb.reactions)

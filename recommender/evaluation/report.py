@@ -51,11 +51,16 @@ class Evaluation:
         cpu = np.asarray(self.simulation.update_cpu_ms)
         if len(ms):
             p95 = float(np.percentile(ms, 95))
-            out["online update (whole record_feedback, wall clock) p95 < 50 ms"] = (
+            whole = np.asarray(self.simulation.feedback_ms)
+            whole_cpu = np.asarray(self.simulation.feedback_cpu_ms)
+            out["online update (update_taste, wall clock) p95 < 50 ms"] = (
                 p95 < ONLINE_UPDATE_BUDGET_MS,
                 f"p50 {np.percentile(ms, 50):.1f} ms, p95 {p95:.1f} ms, max {ms.max():.1f} ms; "
                 f"CPU time p50 {np.percentile(cpu, 50):.1f} ms, "
-                f"p95 {np.percentile(cpu, 95):.1f} ms")
+                f"p95 {np.percentile(cpu, 95):.1f} ms. Whole record_feedback (storing too): "
+                f"wall p50 {np.percentile(whole, 50):.1f} ms, "
+                f"p95 {np.percentile(whole, 95):.1f} ms; CPU p50 "
+                f"{np.percentile(whole_cpu, 50):.1f} ms, p95 {np.percentile(whole_cpu, 95):.1f} ms")
         return out
 
     def text(self) -> str:

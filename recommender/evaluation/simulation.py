@@ -2,8 +2,9 @@
 
 goodcry itself runs through its real code path on a real (temporary) database:
 ``create_session`` (the shared model, the person's taste read from the database, Thompson
-sampling, candidate retrieval, the arc), ``record_feedback`` (the online update of the
-person's taste) and, every few rounds, ``learning.fit_ranker`` + ``save_version`` (what
+sampling, candidate retrieval, the arc), ``record_feedback``'s two steps (``store_feedback``,
+then ``update_taste``: the online update of the person's taste, timed on its own) and,
+every few rounds, ``learning.fit_ranker`` + ``save_version`` (what
 ``goodcry train`` does), picked up by the same ``Recommender`` as a new version. The baselines
 score the same catalogue matrix and go through the same ``assemble``. Every method meets the
 same simulated people, built from the same seed.
@@ -22,7 +23,13 @@ from sqlalchemy.orm import Session
 
 from recommender import learning
 from recommender.bootstrap import prepare_store
-from recommender.cry_sessions import FeedbackInput, Recommender, create_session, record_feedback
+from recommender.cry_sessions import (
+    FeedbackInput,
+    Recommender,
+    create_session,
+    store_feedback,
+    update_taste,
+)
 from recommender.evaluation.baselines import (
     ContentPolicy,
     Policy,
@@ -55,8 +62,12 @@ class SimulationConfig:
 class SimulationResult:
     config: SimulationConfig
     sessions: pd.DataFrame            # method, person, session, shown, cried, cried_rate
-    update_ms: list[float] = field(default_factory=list)      # record_feedback, wall clock
-    update_cpu_ms: list[float] = field(default_factory=list)  # ... and its CPU time
+    # The online update (update_taste: the person's taste takes in the feedback, committed),
+    # wall clock and CPU time; and the whole of recording feedback (store_feedback first).
+    update_ms: list[float] = field(default_factory=list)
+    update_cpu_ms: list[float] = field(default_factory=list)
+    feedback_ms: list[float] = field(default_factory=list)
+    feedback_cpu_ms: list[float] = field(default_factory=list)
     database_url: str = ""
 
     def curves(self) -> pd.DataFrame:
@@ -97,7 +108,9 @@ def run_goodcry(db: Session, rec: Recommender, people: list[SimulatedPerson],
         db.flush()
         users[person.name] = user.id
     db.commit()
-    out, update_ms, update_cpu_ms = [], [], []
+    out = []
+    times: dict[str, list[float]] = {"update_ms": [], "update_cpu_ms": [], "feedback_ms": [],
+                                      "feedback_cpu_ms": []}
     for k in range(config.sessions):
         if config.retrain_every and k and k % config.retrain_every == 0:
             ranker, sidecar = learning.fit_ranker(db, rec.matrix(db), rec.vocabulary)
@@ -109,12 +122,18 @@ def run_goodcry(db: Session, rec: Recommender, people: list[SimulatedPerson],
             rows = [matrix.index[si.item_id] for si in session.items]
             reactions = person.react(rows, matrix)
             fb = _reaction_feedback(rows, reactions, matrix)
+            # What record_feedback does, in its two steps, timed apart.
             t0, c0 = time.perf_counter(), time.process_time()
-            record_feedback(db, users[person.name], session.id, fb)
-            update_ms.append(1000 * (time.perf_counter() - t0))
-            update_cpu_ms.append(1000 * (time.process_time() - c0))
+            stored = store_feedback(db, users[person.name], session.id, fb)
+            t1, c1 = time.perf_counter(), time.process_time()
+            update_taste(db, stored)
+            t2, c2 = time.perf_counter(), time.process_time()
+            times["update_ms"].append(1000 * (t2 - t1))
+            times["update_cpu_ms"].append(1000 * (c2 - c1))
+            times["feedback_ms"].append(1000 * (t2 - t0))
+            times["feedback_cpu_ms"].append(1000 * (c2 - c0))
             out.append(_row(GOODCRY, person.name, k + 1, rows, reactions))
-    return out, update_ms, update_cpu_ms
+    return out, times
 
 
 def run_policy(policy: Policy, people: list[SimulatedPerson], config: SimulationConfig,
@@ -151,8 +170,7 @@ def run_simulation(config: SimulationConfig | None = None,
     prepare_store(engine, factory)
     rec = Recommender(model_check_s=0.0, matrix_cache=workdir / "item-matrices")
     rows: list[dict] = []
-    update_ms: list[float] = []
-    update_cpu_ms: list[float] = []
+    times: dict[str, list[float]] = {}
     try:
         with factory() as db:
             matrix = rec.matrix(db)
@@ -168,11 +186,10 @@ def run_simulation(config: SimulationConfig | None = None,
             for method in config.methods:
                 people = make_people(matrix, vocabulary, config.people, config.seed)
                 if method == GOODCRY:
-                    got, update_ms, update_cpu_ms = run_goodcry(db, rec, people, config,
-                                                                matrix)
+                    got, times = run_goodcry(db, rec, people, config, matrix)
                 else:
                     got = run_policy(policies[method], people, config, matrix, vocabulary)
                 rows.extend(got)
     finally:
         engine.dispose()
-    return SimulationResult(config, pd.DataFrame(rows), update_ms, update_cpu_ms, url)
+    return SimulationResult(config, pd.DataFrame(rows), database_url=url, **times)
