@@ -120,3 +120,17 @@ def test_two_users_have_separate_identities(client):
     a, b = ApiUser(client, "fran"), ApiUser(client, "gus")
     assert a.get("/api/v1/me").get_json()["username"] == "fran"
     assert b.get("/api/v1/me").get_json()["username"] == "gus"
+
+
+def test_nul_characters_are_refused_by_name_and_store_nothing(client, alice):
+    err = assert_error(client.post("/api/v1/auth/register",
+                                   json={"username": "nul\x00user", "password": PASSWORD}), 422)
+    assert "username" in err["message"] and "NUL" in err["message"]
+    err = assert_error(alice.post("/api/v1/memories", json={"title": "ok", "tags": ["a\x00"]}),
+                       422)
+    assert "tags.0" in err["message"]
+    assert_error(alice.get("/api/v1/sessions/abc%00def"), 400)
+    assert_error(alice.get("/api/v1/items?q=x%00"), 400)
+    page = client.post("/signin", data={"username": "a\x00", "password": "x"})
+    assert page.status_code == 400
+    assert alice.get("/api/v1/memories").get_json()["memories"] == []

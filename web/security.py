@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from flask import Flask, Response
+from flask import Flask, Response, abort, request
 from flask_smorest import Api
 from flask_wtf.csrf import CSRFProtect
 
@@ -71,6 +71,16 @@ def init_app(app: Flask, api: Api) -> None:
     from web import ratelimit
 
     ratelimit.init_app(app, app.extensions["goodcry"].engine)
+
+    @app.before_request
+    def refuse_nul_characters() -> None:
+        """No store keeps a NUL character: refuse one in the path, query or a form at the door
+        (JSON bodies are checked field by field by the API's schemas)."""
+        values = [request.path, *request.args.keys(), *request.args.values()]
+        if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            values += [*request.form.keys(), *request.form.values()]
+        if any("\x00" in value for value in values):
+            abort(400, description="the request contains a NUL character")
 
     @app.after_request
     def headers(resp: Response) -> Response:

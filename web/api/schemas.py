@@ -7,6 +7,7 @@ from marshmallow import (
     Schema,
     ValidationError,
     fields,
+    pre_load,
     validate,
     validates_schema,
 )
@@ -17,9 +18,29 @@ from recommender.features import EXPLORATION_MODES
 from recommender.vocabulary import default_vocabulary
 
 
+def _nul_paths(value, path: str = "") -> list[str]:
+    """Where a NUL character hides in a decoded body (no database stores one)."""
+    if isinstance(value, str):
+        return [path] if "\x00" in value else []
+    if isinstance(value, dict):
+        return [p for k, v in value.items()
+                for p in _nul_paths(k, path) + _nul_paths(v, f"{path}.{k}" if path else str(k))]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _nul_paths(v, f"{path}.{i}")]
+    return []
+
+
 class Strict(Schema):
     class Meta:
         unknown = RAISE
+
+    @pre_load
+    def refuse_nul_characters(self, data, **kwargs):
+        paths = _nul_paths(data)
+        if paths:
+            raise ValidationError({p or "_schema": ["must not contain the NUL character"]
+                                   for p in paths})
+        return data
 
 
 def known_mood(value: str) -> None:
