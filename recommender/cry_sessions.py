@@ -31,7 +31,7 @@ from recommender.prompts import MemoryCard, PromptSlot, pair_prompts
 from recommender.ranker import CryRanker
 from recommender.retrieval import narrow_to_candidates
 from recommender.session import assemble
-from recommender.store.catalog import catalog_revision
+from recommender.store.catalog import catalog_revision, count_items
 from recommender.store.models import (
     Ban,
     CatalogItem,
@@ -69,6 +69,7 @@ class Recommender:
         self.model_check_s = model_check_s
         self._lock = threading.Lock()
         self._matrix: ItemMatrix | None = None
+        self._count: tuple[int, int] | None = None
         self._model: tuple[str, CryRanker] | None = None
         self._model_checked_at = 0.0
 
@@ -85,6 +86,13 @@ class Recommender:
                     if fresh is not None:
                         self._matrix = fresh
         return self._matrix
+
+    def catalog_items(self, db: Session) -> int:
+        """How many items the shared catalogue holds, counted once per catalogue revision."""
+        revision = catalog_revision(db)
+        if self._count is None or self._count[0] != revision:
+            self._count = (revision, count_items(db))
+        return self._count[1]
 
     def model(self, db: Session) -> tuple[str, CryRanker]:
         now = time.monotonic()

@@ -36,3 +36,17 @@ def test_out_of_range_query_is_422(alice):
     assert_error(alice.get("/api/v1/items?offset=-1"), 422, mentions="offset")
     assert_error(alice.get("/api/v1/items?kind=podcast"), 422, mentions="kind")
     assert_error(alice.get("/api/v1/items?mood=elated"), 422, mentions="elated")
+
+
+def test_healthz_count_follows_a_catalogue_import(client):
+    import io
+
+    from recommender.catalog.importer import import_csv
+
+    before = client.get("/healthz").get_json()["catalog_items"]
+    assert client.get("/healthz").get_json()["catalog_items"] == before
+    csv_text = ("kind,title,artist,director,year,duration_s,tags,spotify_id\n"
+                "song,A Song Nobody Knew,New Band,,2020,200,grief,\n")
+    with client.application.extensions["goodcry"].session_factory() as db:
+        assert import_csv(db, io.StringIO(csv_text)).added == 1
+    assert client.get("/healthz").get_json()["catalog_items"] == before + 1

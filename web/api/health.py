@@ -3,7 +3,6 @@
 from flask_smorest import Blueprint
 
 from recommender.learning import active_version_name
-from recommender.store.catalog import count_items
 from web.api.schemas import HealthOut
 from web.db import get_db, store
 
@@ -20,5 +19,6 @@ def healthz():
     fallback = active is not None and active != version
     note = (f"the active model {active} could not be loaded; serving {version} instead"
             if fallback else None)
-    return {"status": "ok", "model_version": version, "catalog_items": count_items(db),
+    return {"status": "ok", "model_version": version,
+            "catalog_items": store().recommender.catalog_items(db),
             "model_fallback": fallback, "model_note": note}
