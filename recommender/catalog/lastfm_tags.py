@@ -27,8 +27,8 @@ from recommender.services.lastfm import (
     LastfmRateLimited,
     LastfmUnavailable,
 )
-from recommender.store.catalog import bump_catalog_revision
-from recommender.store.models import CatalogItem, LastfmTags, Meta, utcnow
+from recommender.store.catalog import bump_catalog_revision, schedule_resume, scheduled_resume
+from recommender.store.models import CatalogItem, LastfmTags, utcnow
 from recommender.vocabulary import Vocabulary, default_vocabulary
 
 MIN_TAG_COUNT = 10
@@ -90,16 +90,11 @@ def item_lookup(item: CatalogItem) -> tuple[str, str | None] | None:
 
 
 def resume_at(db: Session) -> datetime | None:
-    meta = db.get(Meta, RESUME_KEY)
-    return datetime.fromisoformat(meta.value) if meta and meta.value else None
+    return scheduled_resume(db, RESUME_KEY)
 
 
 def _schedule(db: Session, when: datetime | None) -> None:
-    meta = db.get(Meta, RESUME_KEY)
-    if meta is None:
-        meta = Meta(key=RESUME_KEY, value="")
-        db.add(meta)
-    meta.value = when.isoformat() if when else ""
+    schedule_resume(db, RESUME_KEY, when)
 
 
 @dataclass

@@ -28,8 +28,8 @@ from recommender.services.spotify import (
     score_candidate,
     track_match_from,
 )
-from recommender.store.catalog import bump_catalog_revision
-from recommender.store.models import CatalogItem, Meta, SpotifyLookup, utcnow
+from recommender.store.catalog import bump_catalog_revision, schedule_resume, scheduled_resume
+from recommender.store.models import CatalogItem, SpotifyLookup, utcnow
 
 RESUME_KEY = "spotify_link_resume_at"
 UNAVAILABLE_RETRY_S = 60
@@ -37,16 +37,11 @@ COMMIT_EVERY = 10
 
 
 def resume_at(db: Session) -> datetime | None:
-    meta = db.get(Meta, RESUME_KEY)
-    return datetime.fromisoformat(meta.value) if meta and meta.value else None
+    return scheduled_resume(db, RESUME_KEY)
 
 
 def _schedule(db: Session, when: datetime | None) -> None:
-    meta = db.get(Meta, RESUME_KEY)
-    if meta is None:
-        meta = Meta(key=RESUME_KEY, value="")
-        db.add(meta)
-    meta.value = when.isoformat() if when else ""
+    schedule_resume(db, RESUME_KEY, when)
 
 
 @dataclass

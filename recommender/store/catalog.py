@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pandas as pd
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
@@ -108,3 +110,18 @@ def item_frames(db: Session) -> tuple[pd.DataFrame, pd.DataFrame]:
         select(tags.c.item_id, tags.c.tag, tags.c.position), conn,
     )
     return item_frame, tag_frame
+
+
+def scheduled_resume(db: Session, key: str) -> datetime | None:
+    """When a paused outside-service run over the catalogue may go on (None: any time)."""
+    meta = db.get(Meta, key)
+    return datetime.fromisoformat(meta.value) if meta and meta.value else None
+
+
+def schedule_resume(db: Session, key: str, when: datetime | None) -> None:
+    """Record when the run named ``key`` may go on; None clears it."""
+    meta = db.get(Meta, key)
+    if meta is None:
+        meta = Meta(key=key, value="")
+        db.add(meta)
+    meta.value = when.isoformat() if when else ""
