@@ -202,14 +202,15 @@ def refresh(config: SpotifyConfig, refresh_token: str) -> TokenSet:
     )
 
 
-def _token_request(
-    config: SpotifyConfig, form: dict[str, str], previous_refresh_token: str | None
-) -> TokenSet:
+def _post_to_token_endpoint(
+    config: SpotifyConfig, form: dict[str, str], headers: dict[str, str] | None = None
+) -> tuple[dict, int]:
+    """POST a grant to the accounts token URL; its JSON body, or the error family raised."""
     try:
         response = requests.post(
             config.token_url,
             data=form,
-            headers={"Accept": "application/json"},
+            headers={"Accept": "application/json", **(headers or {})},
             timeout=config.timeout_s,
         )
     except requests.exceptions.RequestException as exc:
@@ -229,20 +230,28 @@ def _token_request(
         if response.status_code == 400 and error == "invalid_grant":
             raise SpotifyInvalidGrant(message.strip(), status=400, reason="invalid_grant")
         raise _from_status(response.status_code, message.strip(), response.headers, None)
+    return body, response.status_code
+
+
+def _expires_in(body: dict) -> float:
+    try:
+        return float(body.get("expires_in", 3600))
+    except (TypeError, ValueError):
+        return 3600.0
+
+
+def _token_request(
+    config: SpotifyConfig, form: dict[str, str], previous_refresh_token: str | None
+) -> TokenSet:
+    body, status = _post_to_token_endpoint(config, form)
     access_token = body.get("access_token")
     new_refresh_token = body.get("refresh_token") or previous_refresh_token
     if not access_token or not new_refresh_token:
-        raise SpotifyError(
-            "token endpoint answered without the tokens", status=response.status_code
-        )
-    try:
-        expires_in = float(body.get("expires_in", 3600))
-    except (TypeError, ValueError):
-        expires_in = 3600.0
+        raise SpotifyError("token endpoint answered without the tokens", status=status)
     return TokenSet(
         access_token=access_token,
         refresh_token=new_refresh_token,
-        expires_at=time.time() + expires_in,
+        expires_at=time.time() + _expires_in(body),
         scope=str(body.get("scope", "")),
     )
 
@@ -273,34 +282,12 @@ def client_credentials_token(config: SpotifyConfig, secret: str) -> AppToken:
     if not config.client_id or not secret:
         raise SpotifyRejected("client credentials need both a client id and a client secret")
     basic = base64.b64encode(f"{config.client_id}:{secret}".encode()).decode("ascii")
-    try:
-        response = requests.post(
-            config.token_url,
-            data={"grant_type": "client_credentials"},
-            headers={"Accept": "application/json", "Authorization": f"Basic {basic}"},
-            timeout=config.timeout_s,
-        )
-    except requests.exceptions.RequestException as exc:
-        raise _from_requests_error(exc, "token endpoint") from None
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    body = body if isinstance(body, dict) else {}
-    if response.status_code >= 400:
-        error = body.get("error")
-        if isinstance(error, dict):
-            error = error.get("message")
-        message = (f"token endpoint answered {response.status_code}: {error or ''} "
-                   f"{body.get('error_description') or ''}").strip()
-        raise _from_status(response.status_code, message, response.headers, None)
+    body, status = _post_to_token_endpoint(config, {"grant_type": "client_credentials"},
+                                           {"Authorization": f"Basic {basic}"})
     if not body.get("access_token"):
-        raise SpotifyError("token endpoint answered without a token", status=response.status_code)
-    try:
-        expires_in = float(body.get("expires_in", 3600))
-    except (TypeError, ValueError):
-        expires_in = 3600.0
-    return AppToken(access_token=str(body["access_token"]), expires_at=time.time() + expires_in)
+        raise SpotifyError("token endpoint answered without a token", status=status)
+    return AppToken(access_token=str(body["access_token"]),
+                    expires_at=time.time() + _expires_in(body))
 
 
 # -- error translation --------------------------------------------------------------------------
