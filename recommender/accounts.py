@@ -80,8 +80,9 @@ def issue_token(db: Session, user: User) -> str:
 def user_for_token(db: Session, token: str) -> User | None:
     if not token:
         return None
-    row = db.scalar(select(ApiToken).where(ApiToken.token_hash == _token_hash(token)))
-    return db.get(User, row.user_id) if row else None
+    # One indexed lookup (token_hash is unique) joined to its person.
+    return db.scalar(select(User).join(ApiToken, ApiToken.user_id == User.id)
+                     .where(ApiToken.token_hash == _token_hash(token)))
 
 
 def delete_user(db: Session, user_id: str) -> None:

@@ -11,7 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session, selectinload
 
 from recommender import learning, tastes
@@ -42,6 +42,7 @@ from recommender.store.models import (
     Reaction,
     SessionItem,
     iso,
+    new_id,
     utcnow,
 )
 from recommender.vocabulary import Vocabulary, default_vocabulary
@@ -287,10 +288,11 @@ def _why(
     return text[0].upper() + text[1:] + "."
 
 
-def create_session(
+def create_session_document(
     db: Session, rec: Recommender, user_id: str, request: SessionRequest, *, seed: int | None = None
-) -> CrySession:
-    """Build a cry session for ``user_id`` from ``request`` and store it."""
+) -> dict:
+    """Build a cry session for ``user_id`` from ``request``, store it, and return its document
+    (the contract's session document, the same a later read gives)."""
     vocabulary = rec.vocabulary
     verdict = screen_texts(request.prompt, *_recent_journal_notes(db, user_id))
     matrix = rec.matrix(db)
@@ -328,39 +330,65 @@ def create_session(
     prompts = pair_prompts(slots, cards, request_text=request.prompt,
                            seed=int(rng.integers(0, 2**31)), crisis=verdict.crisis)
 
-    session = CrySession(
-        user_id=user_id,
-        model_version=version,
-        request={
-            "moods": list(request.moods), "prompt": request.prompt, "minutes": request.minutes,
-            "intensity": request.intensity, "include_films": request.include_films,
-            "exploration": request.exploration,
-        },
-        moods=list(vec.mood_ids),
-        themes=list(vec.theme_ids),
-        total_duration_s=plan.total_duration_s,
-        care=care_document(verdict),
-    )
+    session_id, created_at = new_id(), utcnow()
+    stored_request = {
+        "moods": list(request.moods), "prompt": request.prompt, "minutes": request.minutes,
+        "intensity": request.intensity, "include_films": request.include_films,
+        "exploration": request.exploration,
+    }
+    care = care_document(verdict)
+    rows = []
     for slot, placement, prompt in zip(slots, plan.placements, prompts, strict=True):
         record = matrix.records[placement.row]
-        session.items.append(SessionItem(
-            position=slot.position, item_id=record.id, phase=placement.phase,
-            technique=prompt.technique, prompt_text=prompt.text, memory_id=prompt.memory_id,
-            why=_why(record, placement.phase, scored.contributions[placement.row], vec,
-                     vocabulary, scored.stats, float(scored.explored[placement.row]),
-                     record.id not in scored.shown, request.exploration),
-            score=float(placement.score),
-        ))
-    # Load the chosen items with their tags in one query, so the session document that
-    # follows has them at hand instead of lazily loading each item and its tags.
-    chosen = {item.id: item for item in db.scalars(
-        select(CatalogItem).where(CatalogItem.id.in_([si.item_id for si in session.items]))
-        .options(selectinload(CatalogItem.tags)))}
-    for si in session.items:
-        si.item = chosen[si.item_id]
-    db.add(session)
+        rows.append({
+            "session_id": session_id, "position": slot.position, "item_id": record.id,
+            "phase": placement.phase, "technique": prompt.technique,
+            "prompt_text": prompt.text, "memory_id": prompt.memory_id,
+            "why": _why(record, placement.phase, scored.contributions[placement.row], vec,
+                        vocabulary, scored.stats, float(scored.explored[placement.row]),
+                        record.id not in scored.shown, request.exploration),
+            "score": float(placement.score),
+        })
+    # Stored with Core inserts (one for the session, one executemany for its items); the
+    # answer is built from these rows and the chosen items' stored facts, read in one go.
+    db.execute(insert(CrySession.__table__).values(
+        id=session_id, user_id=user_id, created_at=created_at, model_version=version,
+        request=stored_request, moods=list(vec.mood_ids), themes=list(vec.theme_ids),
+        total_duration_s=plan.total_duration_s, care=care))
+    if rows:
+        db.execute(insert(SessionItem.__table__), rows)
+    facts = _item_facts(db, [row["item_id"] for row in rows])
     db.commit()
-    return session
+    return _document(
+        session_id=session_id, created_at=created_at, model_version=version,
+        moods=list(vec.mood_ids), themes=list(vec.theme_ids), request=stored_request,
+        total_duration_s=plan.total_duration_s, care=care,
+        items=[_item_entry(facts[row["item_id"]], row["position"], row["phase"],
+                           row["technique"], row["prompt_text"], row["memory_id"], row["why"])
+               for row in rows])
+
+
+def create_session(
+    db: Session, rec: Recommender, user_id: str, request: SessionRequest, *, seed: int | None = None
+) -> CrySession:
+    """Build a cry session for ``user_id`` from ``request``, store it and read it back."""
+    document = create_session_document(db, rec, user_id, request, seed=seed)
+    return get_session(db, user_id, document["id"])
+
+
+def _item_facts(db: Session, item_ids: list[str]) -> dict[str, dict]:
+    """The stored facts a session document shows about each item, tags in their order."""
+    items = CatalogItem.__table__
+    facts = {row.id: {**row._asdict(), "tags": []} for row in db.execute(
+        select(items.c.id, items.c.kind, items.c.title, items.c.artist, items.c.director,
+               items.c.year, items.c.duration_s, items.c.spotify_uri)
+        .where(items.c.id.in_(item_ids)))}
+    tags = ItemTag.__table__
+    for item_id, tag in db.execute(select(tags.c.item_id, tags.c.tag)
+                                   .where(tags.c.item_id.in_(item_ids))
+                                   .order_by(tags.c.item_id, tags.c.position)):
+        facts[item_id]["tags"].append(tag)
+    return facts
 
 
 def get_session(db: Session, user_id: str, session_id: str) -> CrySession:
@@ -387,34 +415,49 @@ def list_sessions(db: Session, user_id: str) -> list[CrySession]:
 
 def session_document(session: CrySession) -> dict:
     """The contract's session document."""
-    items = []
-    for si in session.items:
-        item = si.item
-        items.append({
-            "position": si.position,
-            "item_id": item.id,
-            "kind": item.kind,
-            "title": item.title,
-            "artist": item.artist if item.kind == "song" else None,
-            "director": item.director if item.kind == "film" else None,
-            "year": item.year,
-            "duration_s": item.duration_s,
-            "tags": item.tag_list,
-            "phase": si.phase,
-            "prompt": {"technique": si.technique, "text": si.prompt_text,
-                       "memory_id": si.memory_id},
-            "why": si.why,
-            "spotify_uri": item.spotify_uri,
-        })
+    return _document(
+        session_id=session.id, created_at=session.created_at,
+        model_version=session.model_version, moods=session.moods, themes=session.themes or [],
+        request=session.request, total_duration_s=session.total_duration_s, care=session.care,
+        items=[_item_entry({"id": si.item.id, "kind": si.item.kind, "title": si.item.title,
+                            "artist": si.item.artist, "director": si.item.director,
+                            "year": si.item.year, "duration_s": si.item.duration_s,
+                            "tags": si.item.tag_list, "spotify_uri": si.item.spotify_uri},
+                           si.position, si.phase, si.technique, si.prompt_text, si.memory_id,
+                           si.why)
+               for si in session.items])
+
+
+def _item_entry(item: dict, position: int, phase: str, technique: str, prompt_text: str,
+                memory_id: str | None, why: str) -> dict:
     return {
-        "id": session.id,
-        "created_at": iso(session.created_at),
-        "model_version": session.model_version,
-        "moods": list(session.moods),
-        "themes": list(session.themes or []),
-        "request": dict(session.request),
-        "total_duration_s": session.total_duration_s,
-        "care": dict(session.care),
+        "position": position,
+        "item_id": item["id"],
+        "kind": item["kind"],
+        "title": item["title"],
+        "artist": item["artist"] if item["kind"] == "song" else None,
+        "director": item["director"] if item["kind"] == "film" else None,
+        "year": item["year"],
+        "duration_s": item["duration_s"],
+        "tags": list(item["tags"]),
+        "phase": phase,
+        "prompt": {"technique": technique, "text": prompt_text, "memory_id": memory_id},
+        "why": why,
+        "spotify_uri": item["spotify_uri"],
+    }
+
+
+def _document(*, session_id: str, created_at, model_version: str, moods: list, themes: list,
+              request: dict, total_duration_s: int, care: dict, items: list[dict]) -> dict:
+    return {
+        "id": session_id,
+        "created_at": iso(created_at),
+        "model_version": model_version,
+        "moods": list(moods),
+        "themes": list(themes or []),
+        "request": dict(request),
+        "total_duration_s": total_duration_s,
+        "care": dict(care),
         "items": items,
     }
 

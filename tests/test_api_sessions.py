@@ -127,6 +127,18 @@ def test_read_and_list_own_sessions_newest_first(alice):
     assert [s["id"] for s in listed] == [second["id"], first["id"]]
 
 
+def test_the_session_read_back_is_the_one_the_post_answered(alice):
+    """POST builds its answer from what it stored; a later read must give the same document."""
+    memory = alice.post("/api/v1/memories", json={"title": "Grandma's kitchen",
+                                                  "text": "She sang while baking on Sundays",
+                                                  "people": ["Grandma"], "tags": ["grief"]})
+    assert memory.status_code == 201
+    posted = alice.new_session(moods=["grief"], prompt="missing my grandmother", minutes=90)
+    read = alice.get(f"/api/v1/sessions/{posted['id']}").get_json()
+    assert read.pop("feedback") is None
+    assert read == posted
+
+
 def test_someone_elses_session_is_404_everywhere(alice, bob):
     doc = alice.new_session()
     sid = doc["id"]

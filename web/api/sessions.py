@@ -47,8 +47,8 @@ def create(body):
         include_films=body["include_films"], exploration=body["exploration"],
     )
     db = get_db()
-    session = cry_sessions.create_session(db, store().recommender, current_user_id(), request)
-    return cry_sessions.session_document(session)
+    return cry_sessions.create_session_document(db, store().recommender, current_user_id(),
+                                                request)
 
 
 @blp.route("", methods=["GET"])

@@ -167,8 +167,9 @@ def create_session():
         include_films=form.include_films.data != "no",
         exploration=form.exploration.data or "balanced",
     )
-    session = cry_sessions.create_session(get_db(), store().recommender, current_user.id, req)
-    return redirect(url_for("pages.session_page", session_id=session.id))
+    session = cry_sessions.create_session_document(get_db(), store().recommender,
+                                                   current_user.id, req)
+    return redirect(url_for("pages.session_page", session_id=session["id"]))
 
 
 def _own_session(session_id: str):
