@@ -293,7 +293,7 @@ class ItemMatrix:
             duration_s=self.duration_s[rows], is_film=self.is_film[rows],
             aftercare=self.aftercare[rows], maker=self.maker[rows],
             has_suicide_theme=self.has_suicide_theme[rows], revision=self.revision,
-            extra={"parent_rows": rows}, maker_names=self.maker_names,
+            extra={"parent_rows": rows, "parent": self}, maker_names=self.maker_names,
         )
 
 

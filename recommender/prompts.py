@@ -16,7 +16,7 @@ import re
 import string
 from collections import Counter
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -103,8 +103,9 @@ class PromptTemplate:
     only_in_crisis: bool
     text: str
 
-    @property
+    @cached_property
     def fields(self) -> frozenset[str]:
+        """The template's placeholders (parsed once: templates are read on every request)."""
         return frozenset(
             name for _, name, _, _ in string.Formatter().parse(self.text) if name is not None
         )

@@ -130,6 +130,12 @@ def taste_attributes(matrix: ItemMatrix, vocabulary: Vocabulary | None = None) -
     if cached is not None:
         return cached
     vocabulary = vocabulary or default_vocabulary()
+    parent = matrix.extra.get("parent")
+    if parent is not None:
+        built = _subset_attributes(taste_attributes(parent, vocabulary),
+                                   matrix.extra["parent_rows"])
+        matrix.extra["taste_attributes"] = built
+        return built
     ids, groups, weights = taste_attribute_table(matrix, vocabulary)
     built = TasteAttributes(
         ids=ids, index={k: j for j, k in enumerate(ids)}, group=groups, weights=weights,
@@ -137,6 +143,23 @@ def taste_attributes(matrix: ItemMatrix, vocabulary: Vocabulary | None = None) -
     )
     matrix.extra["taste_attributes"] = built
     return built
+
+
+def _subset_attributes(full: TasteAttributes, rows: np.ndarray) -> TasteAttributes:
+    """The attributes of the items at ``rows``, cut from the whole catalogue's table.
+
+    The same table :func:`taste_attribute_table` builds for those items alone (the keys
+    they use, in sorted order), without building it again for every request's candidates:
+    the whole catalogue's table is built once per catalogue revision.
+    """
+    cut = full.weights[rows]
+    used = np.unique(cut.indices)
+    weights = sp.csr_matrix((cut.data, np.searchsorted(used, cut.indices), cut.indptr),
+                            shape=(len(rows), len(used)))
+    ids = tuple(full.ids[j] for j in used)
+    return TasteAttributes(ids=ids, index={k: j for j, k in enumerate(ids)},
+                           group=full.group[used], weights=weights, era=full.era[rows],
+                           title_key=full.title_key[rows])
 
 
 def taste_features(matrix: ItemMatrix, deviation: np.ndarray) -> np.ndarray:

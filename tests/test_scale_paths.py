@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from recommender import tastes
 from recommender.catalog.importer import import_csv
 from recommender.features import (
     ItemRecord,
@@ -16,6 +17,8 @@ from recommender.features import (
     attribute_keys,
     build_item_matrix,
     build_item_matrix_from_frames,
+    item_eras,
+    item_title_keys,
     query_vector,
     request_vector,
     taste_attribute_table,
@@ -121,6 +124,24 @@ def test_taste_table_matches_attribute_keys(db):
         for i, keys in enumerate(expected):
             assert sorted(ids[j] for j in weights[i].indices) == sorted(keys)
         assert len(groups) == len(ids)
+
+
+def test_candidates_taste_table_is_cut_from_the_catalogues(db):
+    """A subset's taste attributes come from the whole catalogue's table (built once per
+    revision); they must equal the table built for the subset alone."""
+    vocabulary = default_vocabulary()
+    matrix = build_item_matrix_from_frames(*item_frames(db), vocabulary)
+    rows = np.array([len(matrix) - 1, 3, 0, 7 % len(matrix)])
+    subset = matrix.subset(rows)
+    cut = tastes.taste_attributes(subset, vocabulary)
+    assert "taste_attributes" in matrix.extra, "the whole catalogue's table is kept"
+    ids, groups, weights = taste_attribute_table(subset, vocabulary)
+    assert cut.ids == ids
+    assert cut.index == {k: j for j, k in enumerate(ids)}
+    assert np.array_equal(cut.group, groups)
+    assert (cut.weights != weights).nnz == 0 and cut.weights.shape == weights.shape
+    assert list(cut.era) == list(item_eras(subset))
+    assert list(cut.title_key) == list(item_title_keys(subset))
 
 
 def synthetic(n: int) -> list[ItemRecord]:
