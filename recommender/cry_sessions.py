@@ -320,12 +320,11 @@ def create_session_document(
         for m in memories
         if not screen_texts(m.title, m.text).crisis
     ]
+    chosen = [matrix.records[p.row] for p in plan.placements]
     slots = [
-        PromptSlot(position=pos, item_id=matrix.records[p.row].id,
-                   kind=matrix.records[p.row].kind, phase=p.phase,
-                   title=matrix.records[p.row].title, artist=matrix.records[p.row].artist,
-                   director=matrix.records[p.row].director, tags=matrix.records[p.row].tags)
-        for pos, p in enumerate(plan.placements, start=1)
+        PromptSlot(position=pos, item_id=r.id, kind=r.kind, phase=p.phase, title=r.title,
+                   artist=r.artist, director=r.director, tags=r.tags)
+        for pos, (p, r) in enumerate(zip(plan.placements, chosen, strict=True), start=1)
     ]
     prompts = pair_prompts(slots, cards, request_text=request.prompt,
                            seed=int(rng.integers(0, 2**31)), crisis=verdict.crisis)
@@ -338,8 +337,8 @@ def create_session_document(
     }
     care = care_document(verdict)
     rows = []
-    for slot, placement, prompt in zip(slots, plan.placements, prompts, strict=True):
-        record = matrix.records[placement.row]
+    for slot, placement, prompt, record in zip(slots, plan.placements, prompts, chosen,
+                                               strict=True):
         rows.append({
             "session_id": session_id, "position": slot.position, "item_id": record.id,
             "phase": placement.phase, "technique": prompt.technique,
