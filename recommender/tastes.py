@@ -108,6 +108,13 @@ def apply_feedback(
     row.updated_at = utcnow()
 
 
+# Up to this many catalogue items, a request's candidates have their taste attributes cut
+# from the whole catalogue's table (kept per worker, built once per catalogue revision:
+# ~3 ms less per request, ~35-95 MiB more per worker at 100k items). Above it the table is
+# built for the candidates alone on every request, so a worker's memory stays bounded at 1M.
+CUT_FROM_CATALOGUE_UP_TO = 300_000
+
+
 @dataclass(frozen=True)
 class TasteAttributes:
     """The catalogue's items over taste attributes, built once per matrix.
@@ -131,7 +138,7 @@ def taste_attributes(matrix: ItemMatrix, vocabulary: Vocabulary | None = None) -
         return cached
     vocabulary = vocabulary or default_vocabulary()
     parent = matrix.extra.get("parent")
-    if parent is not None:
+    if parent is not None and len(parent) <= CUT_FROM_CATALOGUE_UP_TO:
         built = _subset_attributes(taste_attributes(parent, vocabulary),
                                    matrix.extra["parent_rows"])
         matrix.extra["taste_attributes"] = built
