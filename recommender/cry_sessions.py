@@ -11,7 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from recommender import learning, tastes
@@ -41,6 +41,7 @@ from recommender.store.models import (
     Memory,
     Reaction,
     SessionItem,
+    User,
     iso,
     new_id,
     utcnow,
@@ -502,6 +503,12 @@ def store_feedback(db: Session, user_id: str, session_id: str,
     owner = db.scalar(select(CrySession.user_id).where(CrySession.id == session_id))
     if owner is None or owner != user_id:
         raise NotFound(f"no session {session_id!r}")
+    # One person's feedback is written one send at a time: the first write of the
+    # transaction takes their user row (a row lock on PostgreSQL, the write lock on SQLite),
+    # so two sends for the same session, or two updates of the same taste row, wait for each
+    # other instead of colliding; what follows reads what the earlier send committed.
+    db.execute(update(User).where(User.id == user_id).values(id=User.id)
+               .execution_options(synchronize_session=False))
     in_session = set(db.scalars(select(SessionItem.item_id)
                                 .where(SessionItem.session_id == session_id)))
     seen: set[str] = set()
