@@ -114,6 +114,15 @@ def empty_database_url(tmp_path, postgres) -> str:
 
 
 @pytest.fixture
+def db(database_url):
+    """A database session on this test's own database."""
+    engine = make_engine(database_url)
+    with make_session_factory(engine)() as session:
+        yield session
+    engine.dispose()
+
+
+@pytest.fixture
 def app(database_url, tmp_path):
     from web import create_app
 

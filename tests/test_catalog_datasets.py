@@ -14,20 +14,11 @@ from recommender.catalog.movielens import import_movielens, split_title
 from recommender.catalog.muse import DatasetFileError, import_muse, parse_seeds
 from recommender.cli import main
 from recommender.store.catalog import catalog_revision, search_items
-from recommender.store.db import make_engine, make_session_factory
 from recommender.store.models import CatalogItem
 
 DATA = Path(__file__).parent / "data"
 MUSE = DATA / "muse" / "muse_sample.csv"
 MOVIELENS = DATA / "movielens"
-
-
-@pytest.fixture
-def db(database_url):
-    engine = make_engine(database_url)
-    with make_session_factory(engine)() as session:
-        yield session
-    engine.dispose()
 
 
 def item(db, kind, title, name):

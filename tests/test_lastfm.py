@@ -18,19 +18,10 @@ from recommender.services.lastfm import (
     LastfmUnavailable,
     lastfm_config,
 )
-from recommender.store.db import make_engine, make_session_factory
 from recommender.store.models import CatalogItem, LastfmTags, utcnow
 
 SAD_TAGS = [("sad", 100), ("melancholy", 61), ("singer-songwriter", 40), ("tearjerker", 12),
             ("joy", 3)]
-
-
-@pytest.fixture
-def db(database_url):
-    engine = make_engine(database_url)
-    with make_session_factory(engine)() as session:
-        yield session
-    engine.dispose()
 
 
 def song(db, title, artist):

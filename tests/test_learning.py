@@ -15,16 +15,7 @@ from recommender.cry_sessions import (
     record_feedback,
 )
 from recommender.features import SessionRequest
-from recommender.store.db import make_engine, make_session_factory
 from recommender.store.models import ModelVersion, PersonTaste, User
-
-
-@pytest.fixture
-def db(database_url):
-    engine = make_engine(database_url)
-    with make_session_factory(engine)() as session:
-        yield session
-    engine.dispose()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ on-disk artefacts, candidate retrieval. (Speed itself is measured in benchmarks/
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
@@ -26,19 +25,10 @@ from recommender.features import (
 from recommender.matrix_cache import cached_matrix, load_matrix, save_matrix
 from recommender.retrieval import RETRIEVE_ABOVE, SONG_CANDIDATES, candidate_rows
 from recommender.store.catalog import catalog_generation, item_frames
-from recommender.store.db import make_engine, make_session_factory
 from recommender.store.models import CatalogItem
 from recommender.vocabulary import default_vocabulary
 
 HEADER = "kind,title,artist,director,year,duration_s,tags,spotify_id\n"
-
-
-@pytest.fixture
-def db(database_url):
-    engine = make_engine(database_url)
-    with make_session_factory(engine)() as session:
-        yield session
-    engine.dispose()
 
 
 def orm_records(db) -> list[ItemRecord]:

@@ -18,17 +18,8 @@ from recommender.services.spotify import (
     client_credentials_token,
 )
 from recommender.store.catalog import search_items
-from recommender.store.db import make_engine, make_session_factory
 from recommender.store.models import CatalogItem, LibraryItem, SpotifyLookup, User, utcnow
 from tests.fakes.spotify_server import DEFAULT_CLIENT_SECRET
-
-
-@pytest.fixture
-def db(database_url):
-    engine = make_engine(database_url)
-    with make_session_factory(engine)() as session:
-        yield session
-    engine.dispose()
 
 
 @pytest.fixture
