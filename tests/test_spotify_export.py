@@ -334,10 +334,12 @@ def test_fifty_exports_under_injected_faults_each_end_with_one_complete_playlist
 def test_two_exports_at_once_make_one_playlist(world):
     with world.db() as db:
         session_id, uris = made_up_session(db, world.alice.user_id, world.server, 30, False)
-    world.server.delay_next("/v1/search", seconds=0.2, times=3)
+    world.server.delay_next("/v1/search", seconds=0.5, times=3)
     outcomes = []
+    start_together = threading.Barrier(2)
 
     def run() -> None:
+        start_together.wait(timeout=10)
         with world.db() as db:
             outcomes.append(export_session(db, world.settings, world.alice.user_id,
                                            world.session(db, session_id)))
