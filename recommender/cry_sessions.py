@@ -21,15 +21,15 @@ from recommender.features import (
     PAIR_FEATURES,
     ItemMatrix,
     ItemRecord,
+    RequestVector,
     SessionRequest,
     attribute_keys,
     pair_features,
-    request_vector,
 )
 from recommender.matrix_cache import cached_matrix, default_cache_dir
 from recommender.prompts import MemoryCard, PromptSlot, pair_prompts
 from recommender.ranker import CryRanker
-from recommender.retrieval import narrow_to_candidates
+from recommender.retrieval import narrow_to_candidates, ranking_vector
 from recommender.session import assemble
 from recommender.store.catalog import catalog_revision, count_items
 from recommender.store.models import (
@@ -153,7 +153,7 @@ class ScoredCatalogue:
 
 def score_catalogue(
     db: Session, matrix: ItemMatrix, ranker: CryRanker, vocabulary: Vocabulary, user_id: str,
-    request: SessionRequest, rng: np.random.Generator,
+    request: SessionRequest, rng: np.random.Generator, vec: RequestVector | None = None,
 ) -> ScoredCatalogue:
     """The shared model's score for every item, given this request and this person's taste.
 
@@ -161,12 +161,7 @@ def score_catalogue(
     moods, maker, era, kind and the item itself), Thompson-sampled unless the request asks
     for ``familiar``; ``discover`` also lifts items the person was never shown.
     """
-    vec = request_vector(request, matrix, vocabulary)
-    if not vec.mood_ids and not vec.theme_ids and not (request.prompt and vec.text.nnz):
-        # Words that map to nothing we know still deserve a session: start from release.
-        vec = request_vector(
-            SessionRequest(moods=("release",), prompt=request.prompt,
-                           intensity=request.intensity), matrix, vocabulary)
+    vec = vec if vec is not None else ranking_vector(request, matrix, vocabulary)
     stats, bans, shown = _history(db, user_id)
     mean_taste = tastes.taste_features(matrix, tastes.deviation(matrix, stats))
     X = pair_features(matrix, vec, taste=mean_taste)
@@ -301,10 +296,11 @@ def create_session_document(
         raise InvalidInput("the catalogue is empty: import one first", code="catalog_empty")
     version, ranker = rec.model(db)
     # A large catalogue is narrowed to the candidates worth ranking (recommender/retrieval.py).
+    vec = ranking_vector(request, matrix, vocabulary)
     matrix = narrow_to_candidates(db, matrix, request, vocabulary, user_id=user_id,
-                                  crisis=verdict.crisis, seed=seed)
+                                  crisis=verdict.crisis, seed=seed, vec=vec)
     rng = np.random.default_rng(seed)
-    scored = score_catalogue(db, matrix, ranker, vocabulary, user_id, request, rng)
+    scored = score_catalogue(db, matrix, ranker, vocabulary, user_id, request, rng, vec=vec)
     scores, vec = scored.scores, scored.vec
     banned_rows = {matrix.index[i] for i in scored.bans if i in matrix.index}
 
@@ -312,8 +308,11 @@ def create_session_document(
         matrix, scores, minutes=request.minutes, intensity=request.intensity,
         include_films=request.include_films, crisis=verdict.crisis, banned_rows=banned_rows,
     )
-    memories = db.scalars(select(Memory).where(Memory.user_id == user_id)
-                          .order_by(Memory.created_at)).all()
+    table = Memory.__table__
+    memories = db.execute(
+        select(table.c.id, table.c.title, table.c.text, table.c.tags, table.c.people,
+               table.c.places, table.c.when_text.label("when"))
+        .where(table.c.user_id == user_id).order_by(table.c.created_at)).all()
     # A memory whose words speak of self-harm is kept as written but never reopened by a prompt.
     cards = [
         MemoryCard(id=m.id, title=m.title, text=m.text or "", tags=tuple(m.tags or ()),
@@ -357,8 +356,10 @@ def create_session_document(
         total_duration_s=plan.total_duration_s, care=care))
     if rows:
         db.execute(insert(SessionItem.__table__), rows)
-    facts = _item_facts(db, [row["item_id"] for row in rows])
     db.commit()
+    # The chosen items' facts come from the matrix this session was ranked on: it holds the
+    # stored catalogue at the revision read above, so they equal a later read's.
+    facts = {record.id: _record_facts(record) for record in chosen}
     return _document(
         session_id=session_id, created_at=created_at, model_version=version,
         moods=list(vec.mood_ids), themes=list(vec.theme_ids), request=stored_request,
@@ -376,19 +377,11 @@ def create_session(
     return get_session(db, user_id, document["id"])
 
 
-def _item_facts(db: Session, item_ids: list[str]) -> dict[str, dict]:
-    """The stored facts a session document shows about each item, tags in their order."""
-    items = CatalogItem.__table__
-    facts = {row.id: {**row._asdict(), "tags": []} for row in db.execute(
-        select(items.c.id, items.c.kind, items.c.title, items.c.artist, items.c.director,
-               items.c.year, items.c.duration_s, items.c.spotify_uri)
-        .where(items.c.id.in_(item_ids)))}
-    tags = ItemTag.__table__
-    for item_id, tag in db.execute(select(tags.c.item_id, tags.c.tag)
-                                   .where(tags.c.item_id.in_(item_ids))
-                                   .order_by(tags.c.item_id, tags.c.position)):
-        facts[item_id]["tags"].append(tag)
-    return facts
+def _record_facts(record: ItemRecord) -> dict:
+    return {"id": record.id, "kind": record.kind, "title": record.title,
+            "artist": record.artist, "director": record.director, "year": record.year,
+            "duration_s": record.duration_s, "tags": list(record.tags),
+            "spotify_uri": record.spotify_uri}
 
 
 def get_session(db: Session, user_id: str, session_id: str) -> CrySession:

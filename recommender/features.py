@@ -588,14 +588,19 @@ def pair_features(
     :func:`recommender.tastes.taste_features`); without it those columns are 0 (someone new).
     """
     if rows is None:
-        rows = np.arange(len(matrix))
-    n = len(rows)
+        # Every row, in order: read the matrix's own arrays (no copy through an index).
+        n = len(matrix)
+        moods, themes, text = matrix.moods, matrix.themes, matrix.text
+        intensity, is_film, aftercare = matrix.intensity, matrix.is_film, matrix.aftercare
+    else:
+        rows = np.asarray(rows)
+        n = len(rows)
+        moods, themes, text = matrix.moods[rows], matrix.themes[rows], matrix.text[rows]
+        intensity = matrix.intensity[rows]
+        is_film, aftercare = matrix.is_film[rows], matrix.aftercare[rows]
     out = np.zeros((n, len(PAIR_FEATURES)), dtype=np.float32)
-    rows = np.asarray(rows)
     if n == 0:
         return out
-    moods = matrix.moods[rows]
-    themes = matrix.themes[rows]
     n_moods = float(req.moods.sum())
     n_themes = float(req.themes.sum())
     if n_moods:
@@ -603,10 +608,10 @@ def pair_features(
     if n_themes:
         out[:, 1] = themes @ req.themes / n_themes
     if req.text.nnz:
-        out[:, 2] = (matrix.text[rows] @ req.text.T).toarray().ravel()
-    out[:, 3] = 1.0 - np.abs(matrix.intensity[rows] - req.intensity) / 4.0
-    out[:, 4] = matrix.is_film[rows]
-    out[:, 5] = matrix.aftercare[rows]
+        out[:, 2] = (text @ req.text.T).toarray().ravel()
+    out[:, 3] = 1.0 - np.abs(intensity - req.intensity) / 4.0
+    out[:, 4] = is_film
+    out[:, 5] = aftercare
     if taste is not None:
-        out[:, len(CONTENT_FEATURES):] = taste[rows]
+        out[:, len(CONTENT_FEATURES):] = taste if rows is None else taste[rows]
     return out

@@ -193,13 +193,22 @@ class CryRanker(ClassifierMixin, BaseEstimator):
         proba = self.predict_proba(X)
         return self.classes_[np.argmax(proba, axis=1)]
 
+    def _features(self, X) -> np.ndarray:
+        """``X`` checked for scoring: a finite float array of the fitted width is taken as
+        it is (the serving path scores a few thousand rows per request, where the general
+        validation costs more than the arithmetic); anything else is fully validated."""
+        check_is_fitted(self)
+        if (isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype.kind == "f"
+                and X.shape[1] == self.n_features_in_ and X.shape[0] > 0
+                and bool(np.isfinite(X).all())):
+            return X
+        return validate_data(self, X, reset=False, dtype=np.float64)
+
     def score_items(self, X) -> np.ndarray:
         """The ranking score for each row: higher means more likely to move the person."""
-        scores = self.decision_function(X)
-        return scores if scores.ndim == 1 else scores[:, -1]
+        X = self._features(X)
+        return X @ self.coef_[-1] + self.intercept_[-1]
 
     def contributions(self, X) -> np.ndarray:
         """Each feature's share of each row's score (coefficient times value)."""
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=np.float64)
-        return X * self.coef_[-1]
+        return self._features(X) * self.coef_[-1]

@@ -11,7 +11,10 @@ this step (features, the ranker, the arc) runs on the candidates only.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+import scipy.sparse as sp
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -36,6 +39,42 @@ def _top(prior: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
     return rows[part]
 
 
+@dataclass(frozen=True)
+class RetrievalIndex:
+    """What retrieval reads from the catalogue, arranged once per matrix: the tag matrices
+    by column (an inverted index: the rows carrying each mood and theme) and the rows of
+    each pool the arc draws from."""
+
+    moods_by_tag: sp.csc_matrix
+    themes_by_tag: sp.csc_matrix
+    sad_songs: np.ndarray
+    aftercare_songs: np.ndarray
+    films: np.ndarray
+
+
+def retrieval_index(matrix: ItemMatrix) -> RetrievalIndex:
+    """The matrix's :class:`RetrievalIndex` (built on first use, kept on the matrix)."""
+    cached = matrix.extra.get("retrieval_index")
+    if cached is None:
+        songs = ~matrix.is_film
+        cached = RetrievalIndex(
+            moods_by_tag=sp.csc_matrix(matrix.moods), themes_by_tag=sp.csc_matrix(matrix.themes),
+            sad_songs=np.flatnonzero(songs & ~matrix.aftercare),
+            aftercare_songs=np.flatnonzero(songs & matrix.aftercare),
+            films=np.flatnonzero(matrix.is_film & ~matrix.aftercare))
+        matrix.extra["retrieval_index"] = cached
+    return cached
+
+
+def _add_columns(prior: np.ndarray, by_column: sp.csc_matrix, columns: np.ndarray,
+                 weights: np.ndarray) -> None:
+    """``prior += by_column[:, columns] @ weights``, reading only those columns' rows."""
+    for j, w in zip(columns, weights, strict=True):
+        start, end = by_column.indptr[j], by_column.indptr[j + 1]
+        rows = by_column.indices[start:end]  # distinct within one column
+        prior[rows] += by_column.data[start:end] * np.float32(w)
+
+
 def candidate_rows(
     matrix: ItemMatrix, vec: RequestVector, request: SessionRequest, *, crisis: bool,
     keep_rows: np.ndarray | None = None, rng: np.random.Generator | None = None,
@@ -45,55 +84,71 @@ def candidate_rows(
     n = len(matrix)
     if n <= RETRIEVE_ABOVE:
         return None
+    index = retrieval_index(matrix)
     rng = rng or np.random.default_rng()
-    prior = rng.random(n, dtype=np.float32) * TIE_SPREAD
+    prior = rng.random(n, dtype=np.float32)
+    prior *= np.float32(TIE_SPREAD)
+    prior -= np.float32(0.25) * np.abs(matrix.intensity - np.float32(request.intensity))
     n_moods = float(vec.moods.sum())
     if n_moods:
-        prior += matrix.moods @ (vec.moods / n_moods)
+        chosen = np.flatnonzero(vec.moods)
+        _add_columns(prior, index.moods_by_tag, chosen, vec.moods[chosen] / n_moods)
     n_themes = float(vec.themes.sum())
     if n_themes:
-        prior += matrix.themes @ (vec.themes / n_themes)
+        chosen = np.flatnonzero(vec.themes)
+        _add_columns(prior, index.themes_by_tag, chosen, vec.themes[chosen] / n_themes)
     if vec.text.nnz and matrix.text_by_term is not None:
-        terms = vec.text.indices
-        prior += matrix.text_by_term[:, terms] @ vec.text.data.astype(np.float32)
-    prior -= 0.25 * np.abs(matrix.intensity - np.float32(request.intensity))
+        _add_columns(prior, matrix.text_by_term, vec.text.indices, vec.text.data)
 
     # The same hard limits the arc applies (recommender.session.assemble).
     cap = 2 if crisis else request.intensity
     deepen_cap = cap if crisis or request.intensity < 3 else min(5, request.intensity + 1)
-    allowed = matrix.intensity <= deepen_cap
-    if crisis:
-        allowed &= ~matrix.has_suicide_theme
     budget = request.minutes * 60
-    fits = matrix.duration_s <= budget
-    songs = ~matrix.is_film
-    pools = [_top(prior, np.flatnonzero(allowed & songs & ~matrix.aftercare), SONG_CANDIDATES)]
-    care = np.flatnonzero(allowed & songs & matrix.aftercare & fits)
+
+    def allowed(rows: np.ndarray) -> np.ndarray:
+        keep = matrix.intensity[rows] <= deepen_cap
+        if crisis:
+            keep &= ~matrix.has_suicide_theme[rows]
+        return rows[keep]
+
+    def fitting(rows: np.ndarray, limit: int) -> np.ndarray:
+        return rows[matrix.duration_s[rows] <= limit]
+
+    pools = [_top(prior, allowed(index.sad_songs), SONG_CANDIDATES)]
+    care = allowed(fitting(index.aftercare_songs, budget))
     if not len(care):  # the arc falls back to any aftercare song that fits
-        care = np.flatnonzero(songs & matrix.aftercare & fits)
+        care = fitting(index.aftercare_songs, budget)
     pools.append(_top(prior, care, AFTERCARE_CANDIDATES))
     if request.include_films and not crisis:
-        films = np.flatnonzero(allowed & matrix.is_film & ~matrix.aftercare
-                               & (matrix.duration_s <= budget - FILM_MARGIN_S))
+        films = allowed(fitting(index.films, budget - FILM_MARGIN_S))
         pools.append(_top(prior, films, FILM_CANDIDATES))
     if keep_rows is not None and len(keep_rows):
         pools.append(np.asarray(keep_rows, dtype=np.int64))
     return np.unique(np.concatenate(pools))
 
 
-def narrow_to_candidates(
-    db: Session, matrix: ItemMatrix, request: SessionRequest, vocabulary: Vocabulary, *,
-    user_id: str, crisis: bool, seed: int | None = None,
-) -> ItemMatrix:
-    """``matrix`` itself when small; else a matrix of the candidates for this request,
-    always including the items this person reacted to before."""
-    if len(matrix) <= RETRIEVE_ABOVE:
-        return matrix
+def ranking_vector(
+    request: SessionRequest, matrix: ItemMatrix, vocabulary: Vocabulary
+) -> RequestVector:
+    """The request in the item space, as retrieval and ranking both use it: words that map
+    to nothing known still deserve a session, so they start from ``release``."""
     vec = request_vector(request, matrix, vocabulary)
     if not vec.mood_ids and not vec.theme_ids and not vec.text.nnz:
-        # As the ranking does: words that map to nothing known start from release.
         vec = request_vector(SessionRequest(moods=("release",), prompt=request.prompt,
                                             intensity=request.intensity), matrix, vocabulary)
+    return vec
+
+
+def narrow_to_candidates(
+    db: Session, matrix: ItemMatrix, request: SessionRequest, vocabulary: Vocabulary, *,
+    user_id: str, crisis: bool, seed: int | None = None, vec: RequestVector | None = None,
+) -> ItemMatrix:
+    """``matrix`` itself when small; else a matrix of the candidates for this request,
+    always including the items this person reacted to before. ``vec`` is the request's
+    :func:`ranking_vector` when the caller has it already."""
+    if len(matrix) <= RETRIEVE_ABOVE:
+        return matrix
+    vec = vec if vec is not None else ranking_vector(request, matrix, vocabulary)
     reacted = db.scalars(select(Reaction.item_id).where(Reaction.user_id == user_id)).all()
     keep = np.array([r for r in (matrix.index.get(i) for i in set(reacted)) if r is not None],
                     dtype=np.int64)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
@@ -82,8 +83,9 @@ def _add(stats: Stats, rated: Iterable[RatedItem], weight: float, sign: float) -
 
 
 def load_stats(db: Session, user_id: str) -> Stats:
-    row = db.get(PersonTaste, user_id)
-    return dict(row.stats) if row is not None else {}
+    table = PersonTaste.__table__
+    stats = db.scalar(select(table.c.stats).where(table.c.user_id == user_id))
+    return dict(stats) if stats else {}
 
 
 def apply_feedback(
@@ -115,20 +117,53 @@ def apply_feedback(
 CUT_FROM_CATALOGUE_UP_TO = 300_000
 
 
-@dataclass(frozen=True)
 class TasteAttributes:
     """The catalogue's items over taste attributes, built once per matrix.
 
     ``weights[i, a]`` is 1 when item i has attribute a, so ``weights @ D`` adds up a
     per-attribute value within each group (taste is additive: two loved themes count twice).
+
+    The table of a request's candidates is cut from the whole catalogue's (``parent``):
+    its attributes are the parent's columns ``parent_cols`` (sorted), and their keys
+    (``ids``, ``index``) are only spelled out when asked for: a request maps a person's
+    taste onto the candidates through the parent's index, with no string work per request.
     """
 
-    ids: tuple[str, ...]
-    index: dict[str, int]
-    group: np.ndarray
-    weights: sp.csr_matrix
-    era: np.ndarray        # decade label per item ("" when unknown)
-    title_key: np.ndarray  # normalised title per item, to spot near-duplicates
+    def __init__(self, ids: tuple[str, ...] | None, group: np.ndarray, weights: sp.csr_matrix,
+                 era: np.ndarray, title_key: np.ndarray, *,
+                 parent: TasteAttributes | None = None, parent_cols: np.ndarray | None = None):
+        self._ids = ids
+        self.group = group
+        self.weights = weights
+        self.era = era              # decade label per item ("" when unknown)
+        self.title_key = title_key  # normalised title per item, to spot near-duplicates
+        self.parent = parent
+        self.parent_cols = parent_cols
+
+    @cached_property
+    def ids(self) -> tuple[str, ...]:
+        if self._ids is None:
+            self._ids = tuple(self.parent.ids[j] for j in self.parent_cols)
+        return self._ids
+
+    @cached_property
+    def index(self) -> dict[str, int]:
+        return {k: j for j, k in enumerate(self.ids)}
+
+    def columns_of(self, keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """For attribute ``keys``: which of them these items have (positions into ``keys``)
+        and their columns here."""
+        if self.parent is None:
+            found = [(i, self.index.get(k)) for i, k in enumerate(keys)]
+            found = [(i, j) for i, j in found if j is not None]
+            return (np.array([i for i, _ in found], dtype=np.int64),
+                    np.array([j for _, j in found], dtype=np.int64))
+        at, parent_cols = self.parent.columns_of(keys)
+        pos = np.searchsorted(self.parent_cols, parent_cols)
+        pos = np.minimum(pos, max(len(self.parent_cols) - 1, 0))
+        hit = (self.parent_cols[pos] == parent_cols) if len(self.parent_cols) else (
+            np.zeros(len(parent_cols), dtype=bool))
+        return at[hit], pos[hit]
 
 
 def taste_attributes(matrix: ItemMatrix, vocabulary: Vocabulary | None = None) -> TasteAttributes:
@@ -144,10 +179,7 @@ def taste_attributes(matrix: ItemMatrix, vocabulary: Vocabulary | None = None) -
         matrix.extra["taste_attributes"] = built
         return built
     ids, groups, weights = taste_attribute_table(matrix, vocabulary)
-    built = TasteAttributes(
-        ids=ids, index={k: j for j, k in enumerate(ids)}, group=groups, weights=weights,
-        era=item_eras(matrix), title_key=item_title_keys(matrix),
-    )
+    built = TasteAttributes(ids, groups, weights, item_eras(matrix), item_title_keys(matrix))
     matrix.extra["taste_attributes"] = built
     return built
 
@@ -163,16 +195,14 @@ def _subset_attributes(full: TasteAttributes, rows: np.ndarray) -> TasteAttribut
     used = np.unique(cut.indices)
     weights = sp.csr_matrix((cut.data, np.searchsorted(used, cut.indices), cut.indptr),
                             shape=(len(rows), len(used)))
-    ids = tuple(full.ids[j] for j in used)
-    return TasteAttributes(ids=ids, index={k: j for j, k in enumerate(ids)},
-                           group=full.group[used], weights=weights, era=full.era[rows],
-                           title_key=full.title_key[rows])
+    return TasteAttributes(None, full.group[used], weights, full.era[rows],
+                           full.title_key[rows], parent=full, parent_cols=used)
 
 
 def taste_features(matrix: ItemMatrix, deviation: np.ndarray) -> np.ndarray:
     """One row of ``TASTE_FEATURES`` per item from a per-attribute deviation vector."""
     attrs = taste_attributes(matrix)
-    n_attr = len(attrs.ids)
+    n_attr = attrs.weights.shape[1]
     D = sp.csr_matrix((deviation, (np.arange(n_attr), attrs.group)),
                       shape=(n_attr, len(TASTE_GROUPS)))
     return np.asarray((attrs.weights @ D).todense(), dtype=np.float32)
@@ -181,13 +211,15 @@ def taste_features(matrix: ItemMatrix, deviation: np.ndarray) -> np.ndarray:
 def posterior(matrix: ItemMatrix, stats: Stats) -> tuple[np.ndarray, np.ndarray]:
     """Per-attribute weighted reward sums and counts, aligned with ``matrix.attribute_ids``."""
     attrs = taste_attributes(matrix)
-    s = np.zeros(len(attrs.ids))
-    n = np.zeros(len(attrs.ids))
-    for key, entry in stats.items():
-        j = attrs.index.get(key)
-        if j is not None:
-            s[j] = max(entry[0], 0.0)
-            n[j] = max(entry[1], 0.0)
+    n_attr = attrs.weights.shape[1]
+    s = np.zeros(n_attr)
+    n = np.zeros(n_attr)
+    if stats:
+        keys = list(stats)
+        at, cols = attrs.columns_of(keys)
+        entries = np.array([stats[k][:2] for k in keys], dtype=np.float64).reshape(-1, 2)
+        s[cols] = np.maximum(entries[at, 0], 0.0)
+        n[cols] = np.maximum(entries[at, 1], 0.0)
     return s, n
 
 

@@ -14,8 +14,9 @@ REVISION_KEY = "catalog_revision"
 
 
 def catalog_revision(db: Session) -> int:
-    value = db.get(Meta, REVISION_KEY)
-    return int(value.value) if value else 0
+    meta = Meta.__table__
+    value = db.scalar(select(meta.c.value).where(meta.c.key == REVISION_KEY))
+    return int(value) if value else 0
 
 
 def bump_catalog_revision(db: Session) -> int:
