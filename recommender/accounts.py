@@ -7,7 +7,7 @@ import secrets
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -77,12 +77,18 @@ def issue_token(db: Session, user: User) -> str:
     return token
 
 
-def user_for_token(db: Session, token: str) -> User | None:
+# One indexed lookup (token_hash is unique) joined to its person; built once, as it runs
+# on every API request.
+_TOKEN_HOLDER = (select(User.__table__.c.id, User.__table__.c.username)
+                 .join(ApiToken.__table__, ApiToken.__table__.c.user_id == User.__table__.c.id)
+                 .where(ApiToken.__table__.c.token_hash == bindparam("token_hash")))
+
+
+def user_for_token(db: Session, token: str):
+    """The person a bearer token belongs to (a row with ``id`` and ``username``), or None."""
     if not token:
         return None
-    # One indexed lookup (token_hash is unique) joined to its person.
-    return db.scalar(select(User).join(ApiToken, ApiToken.user_id == User.id)
-                     .where(ApiToken.token_hash == _token_hash(token)))
+    return db.execute(_TOKEN_HOLDER, {"token_hash": _token_hash(token)}).first()
 
 
 def delete_user(db: Session, user_id: str) -> None:

@@ -11,7 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from recommender import learning, tastes
@@ -21,6 +21,7 @@ from recommender.features import (
     PAIR_FEATURES,
     ItemMatrix,
     ItemRecord,
+    ItemRecords,
     RequestVector,
     SessionRequest,
     attribute_keys,
@@ -49,6 +50,25 @@ from recommender.store.models import (
 from recommender.vocabulary import Vocabulary, default_vocabulary
 
 log = logging.getLogger(__name__)
+
+# The session request's reads and writes, built once (a request only binds its values):
+# building a statement costs more than SQLite takes to run these.
+_SESSIONS, _ITEMS = CrySession.__table__, SessionItem.__table__
+_BANS_OF = select(Ban.__table__.c.item_id).where(Ban.__table__.c.user_id == bindparam("user"))
+_SHOWN_TO = (select(_ITEMS.c.item_id).join(_SESSIONS, _SESSIONS.c.id == _ITEMS.c.session_id)
+             .where(_SESSIONS.c.user_id == bindparam("user")))
+_SHOWN_AMONG = _SHOWN_TO.where(_ITEMS.c.item_id.in_(bindparam("ids", expanding=True)))
+_JOURNAL_SINCE = (select(Feedback.__table__.c.note)
+                  .where(Feedback.__table__.c.user_id == bindparam("user"),
+                         Feedback.__table__.c.updated_at >= bindparam("since"),
+                         Feedback.__table__.c.note.is_not(None)))
+_MEMORIES_OF = (select(Memory.__table__.c.id, Memory.__table__.c.title, Memory.__table__.c.text,
+                       Memory.__table__.c.tags, Memory.__table__.c.people,
+                       Memory.__table__.c.places, Memory.__table__.c.when_text.label("when"))
+                .where(Memory.__table__.c.user_id == bindparam("user"))
+                .order_by(Memory.__table__.c.created_at))
+_INSERT_SESSION = insert(_SESSIONS)
+_INSERT_ITEMS = insert(_ITEMS)
 
 REACTIONS = ("cried", "moved", "neutral", "skipped", "never_again")
 # A small tie-breaking jitter per exploration mode (the real exploration is the Thompson
@@ -128,14 +148,21 @@ class FeedbackInput:
     note: str | None = None
 
 
-def _history(db: Session, user_id: str) -> tuple[tastes.Stats, set[str], set[str]]:
-    """A person's learned taste (from the database), their bans, and items they were shown."""
+def _history(db: Session, user_id: str, *, with_shown: bool
+             ) -> tuple[tastes.Stats, set[str], set[str] | None]:
+    """A person's learned taste (from the database), their bans, and the items they were
+    shown (only read when ``with_shown``: a ``discover`` request lifts the never-shown)."""
     stats = tastes.load_stats(db, user_id)
-    bans = set(db.scalars(select(Ban.item_id).where(Ban.user_id == user_id)))
-    shown = set(db.scalars(
-        select(SessionItem.item_id).join(CrySession).where(CrySession.user_id == user_id)
-    ))
+    bans = set(db.scalars(_BANS_OF, {"user": user_id}))
+    shown = _shown_among(db, user_id) if with_shown else None
     return stats, bans, shown
+
+
+def _shown_among(db: Session, user_id: str, item_ids: Sequence[str] | None = None) -> set[str]:
+    """The items (of ``item_ids``; all when None) that earlier sessions showed this person."""
+    if item_ids is None:
+        return set(db.scalars(_SHOWN_TO, {"user": user_id}))
+    return set(db.scalars(_SHOWN_AMONG, {"user": user_id, "ids": list(item_ids)}))
 
 
 @dataclass
@@ -148,7 +175,7 @@ class ScoredCatalogue:
     vec: object
     stats: tastes.Stats
     bans: set[str]
-    shown: set[str]
+    shown: set[str] | None   # read only for ``discover``
 
 
 def score_catalogue(
@@ -162,7 +189,7 @@ def score_catalogue(
     for ``familiar``; ``discover`` also lifts items the person was never shown.
     """
     vec = vec if vec is not None else ranking_vector(request, matrix, vocabulary)
-    stats, bans, shown = _history(db, user_id)
+    stats, bans, shown = _history(db, user_id, with_shown=request.exploration == "discover")
     mean_taste = tastes.taste_features(matrix, tastes.deviation(matrix, stats))
     X = pair_features(matrix, vec, taste=mean_taste)
     if request.exploration == "familiar" or (not stats and request.exploration == "balanced"):
@@ -176,7 +203,9 @@ def score_catalogue(
     if noise:
         scores += rng.gumbel(0.0, noise, size=len(scores))
     if request.exploration == "discover" and shown:
-        unseen = np.array([r.id not in shown for r in matrix.records])
+        ids = (matrix.records.ids if isinstance(matrix.records, ItemRecords)
+               else np.array([r.id.encode("utf-8") for r in matrix.records], dtype="S"))
+        unseen = ~np.isin(ids, np.array([i.encode("utf-8") for i in shown], dtype="S"))
         scores += DISCOVER_UNSEEN_BONUS * unseen
         explored += DISCOVER_UNSEEN_BONUS * unseen
     return ScoredCatalogue(scores, ranker.contributions(X), explored, vec, stats, bans, shown)
@@ -188,9 +217,8 @@ JOURNAL_SCREEN_WINDOW = timedelta(hours=24)
 def _recent_journal_notes(db: Session, user_id: str) -> list[str]:
     """Journal notes written in the last day: what a person wrote then still counts now."""
     since = utcnow() - JOURNAL_SCREEN_WINDOW
-    return [note for note in db.scalars(
-        select(Feedback.note).where(Feedback.user_id == user_id, Feedback.updated_at >= since,
-                                    Feedback.note.is_not(None))) if note]
+    return [note for note in db.scalars(_JOURNAL_SINCE, {"user": user_id, "since": since})
+            if note]
 
 
 _NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -308,11 +336,7 @@ def create_session_document(
         matrix, scores, minutes=request.minutes, intensity=request.intensity,
         include_films=request.include_films, crisis=verdict.crisis, banned_rows=banned_rows,
     )
-    table = Memory.__table__
-    memories = db.execute(
-        select(table.c.id, table.c.title, table.c.text, table.c.tags, table.c.people,
-               table.c.places, table.c.when_text.label("when"))
-        .where(table.c.user_id == user_id).order_by(table.c.created_at)).all()
+    memories = db.execute(_MEMORIES_OF, {"user": user_id}).all()
     # A memory whose words speak of self-harm is kept as written but never reopened by a prompt.
     cards = [
         MemoryCard(id=m.id, title=m.title, text=m.text or "", tags=tuple(m.tags or ()),
@@ -329,6 +353,9 @@ def create_session_document(
     prompts = pair_prompts(slots, cards, request_text=request.prompt,
                            seed=int(rng.integers(0, 2**31)), crisis=verdict.crisis)
 
+    # Whether each chosen item is new to the person (read before this session is stored).
+    shown = (scored.shown if scored.shown is not None
+             else _shown_among(db, user_id, [r.id for r in chosen]))
     session_id, created_at = new_id(), utcnow()
     stored_request = {
         "moods": list(request.moods), "prompt": request.prompt, "minutes": request.minutes,
@@ -345,17 +372,18 @@ def create_session_document(
             "prompt_text": prompt.text, "memory_id": prompt.memory_id,
             "why": _why(record, placement.phase, scored.contributions[placement.row], vec,
                         vocabulary, scored.stats, float(scored.explored[placement.row]),
-                        record.id not in scored.shown, request.exploration),
+                        record.id not in shown, request.exploration),
             "score": float(placement.score),
         })
     # Stored with Core inserts (one for the session, one executemany for its items); the
     # answer is built from these rows and the chosen items' stored facts, read in one go.
-    db.execute(insert(CrySession.__table__).values(
-        id=session_id, user_id=user_id, created_at=created_at, model_version=version,
-        request=stored_request, moods=list(vec.mood_ids), themes=list(vec.theme_ids),
-        total_duration_s=plan.total_duration_s, care=care))
+    db.execute(_INSERT_SESSION, {
+        "id": session_id, "user_id": user_id, "created_at": created_at,
+        "model_version": version, "request": stored_request, "moods": list(vec.mood_ids),
+        "themes": list(vec.theme_ids), "total_duration_s": plan.total_duration_s,
+        "care": care})
     if rows:
-        db.execute(insert(SessionItem.__table__), rows)
+        db.execute(_INSERT_ITEMS, rows)
     db.commit()
     # The chosen items' facts come from the matrix this session was ranked on: it holds the
     # stored catalogue at the revision read above, so they equal a later read's.

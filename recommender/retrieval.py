@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from recommender.features import ItemMatrix, RequestVector, SessionRequest, request_vector
@@ -28,6 +28,9 @@ RETRIEVE_ABOVE = 5_000
 SONG_CANDIDATES = 1_000
 FILM_CANDIDATES = 100
 AFTERCARE_CANDIDATES = 100
+# The items a person reacted to (built once; a request binds the person).
+_REACTED_TO = (select(Reaction.__table__.c.item_id)
+               .where(Reaction.__table__.c.user_id == bindparam("user")))
 # A small random spread among equal priors, so ties do not always resolve the same way.
 TIE_SPREAD = 0.05
 
@@ -149,7 +152,7 @@ def narrow_to_candidates(
     if len(matrix) <= RETRIEVE_ABOVE:
         return matrix
     vec = vec if vec is not None else ranking_vector(request, matrix, vocabulary)
-    reacted = db.scalars(select(Reaction.item_id).where(Reaction.user_id == user_id)).all()
+    reacted = db.scalars(_REACTED_TO, {"user": user_id}).all()
     keep = np.array([r for r in (matrix.index.get(i) for i in set(reacted)) if r is not None],
                     dtype=np.int64)
     rows = candidate_rows(matrix, vec, request, crisis=crisis, keep_rows=keep,

@@ -23,7 +23,7 @@ from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from recommender.features import (
@@ -82,9 +82,12 @@ def _add(stats: Stats, rated: Iterable[RatedItem], weight: float, sign: float) -
                 del stats[key]
 
 
+_STATS_OF = (select(PersonTaste.__table__.c.stats)
+             .where(PersonTaste.__table__.c.user_id == bindparam("user")))
+
+
 def load_stats(db: Session, user_id: str) -> Stats:
-    table = PersonTaste.__table__
-    stats = db.scalar(select(table.c.stats).where(table.c.user_id == user_id))
+    stats = db.scalar(_STATS_OF, {"user": user_id})
     return dict(stats) if stats else {}
 
 
@@ -147,6 +150,14 @@ class TasteAttributes:
         return self._ids
 
     @cached_property
+    def entry_cells(self) -> np.ndarray:
+        """For each stored entry of ``weights``: its cell ``row * groups + group`` in an
+        items x ``TASTE_GROUPS`` table (what :func:`taste_features` adds up into)."""
+        w = self.weights
+        rows = np.repeat(np.arange(w.shape[0], dtype=np.int64), np.diff(w.indptr))
+        return rows * len(TASTE_GROUPS) + self.group[w.indices]
+
+    @cached_property
     def index(self) -> dict[str, int]:
         return {k: j for j, k in enumerate(self.ids)}
 
@@ -192,8 +203,15 @@ def _subset_attributes(full: TasteAttributes, rows: np.ndarray) -> TasteAttribut
     the whole catalogue's table is built once per catalogue revision.
     """
     cut = full.weights[rows]
-    used = np.unique(cut.indices)
-    weights = sp.csr_matrix((cut.data, np.searchsorted(used, cut.indices), cut.indptr),
+    # The attributes in use, sorted, and each one's new column: a marker over the parent's
+    # attributes instead of sorting the cut's entries.
+    n_parent = full.weights.shape[1]
+    marked = np.zeros(n_parent, dtype=bool)
+    marked[cut.indices] = True
+    used = np.flatnonzero(marked)
+    column = np.empty(n_parent, dtype=np.int32)
+    column[used] = np.arange(len(used), dtype=np.int32)
+    weights = sp.csr_matrix((cut.data, column[cut.indices], cut.indptr),
                             shape=(len(rows), len(used)))
     return TasteAttributes(None, full.group[used], weights, full.era[rows],
                            full.title_key[rows], parent=full, parent_cols=used)
@@ -202,10 +220,13 @@ def _subset_attributes(full: TasteAttributes, rows: np.ndarray) -> TasteAttribut
 def taste_features(matrix: ItemMatrix, deviation: np.ndarray) -> np.ndarray:
     """One row of ``TASTE_FEATURES`` per item from a per-attribute deviation vector."""
     attrs = taste_attributes(matrix)
-    n_attr = attrs.weights.shape[1]
-    D = sp.csr_matrix((deviation, (np.arange(n_attr), attrs.group)),
-                      shape=(n_attr, len(TASTE_GROUPS)))
-    return np.asarray((attrs.weights @ D).todense(), dtype=np.float32)
+    weights = attrs.weights
+    n, n_groups = weights.shape[0], len(TASTE_GROUPS)
+    # out[i, g] = sum of weights[i, a] * deviation[a] over the attributes a of group g.
+    cell = attrs.entry_cells
+    values = weights.data * np.asarray(deviation, dtype=np.float64)[weights.indices]
+    out = np.bincount(cell, weights=values, minlength=n * n_groups)
+    return out.reshape(n, n_groups).astype(np.float32)
 
 
 def posterior(matrix: ItemMatrix, stats: Stats) -> tuple[np.ndarray, np.ndarray]:

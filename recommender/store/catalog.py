@@ -13,9 +13,11 @@ from recommender.store.models import CatalogItem, ItemTag, Meta, new_id
 REVISION_KEY = "catalog_revision"
 
 
+_REVISION = select(Meta.__table__.c.value).where(Meta.__table__.c.key == REVISION_KEY)
+
+
 def catalog_revision(db: Session) -> int:
-    meta = Meta.__table__
-    value = db.scalar(select(meta.c.value).where(meta.c.key == REVISION_KEY))
+    value = db.scalar(_REVISION)
     return int(value) if value else 0
 
 
