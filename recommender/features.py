@@ -608,7 +608,9 @@ def pair_features(
     if n_themes:
         out[:, 1] = themes @ req.themes / n_themes
     if req.text.nnz:
-        out[:, 2] = (text @ req.text.T).toarray().ravel()
+        query = np.zeros(text.shape[1], dtype=np.float32)
+        query[req.text.indices] = req.text.data
+        out[:, 2] = text @ query
     out[:, 3] = 1.0 - np.abs(intensity - req.intensity) / 4.0
     out[:, 4] = is_film
     out[:, 5] = aftercare

@@ -53,6 +53,10 @@ def _fold(text: str) -> str:
     return text.lower().replace("\u2019", "'").strip()
 
 
+# A word as keyword patterns delimit it (letters, digits, underscore, apostrophe).
+_WORD = re.compile(r"[\w']+")
+
+
 class Vocabulary:
     """The moods and themes goodcry knows, loaded from ``data/vocabulary.json``."""
 
@@ -68,6 +72,13 @@ class Vocabulary:
         if unknown_targets:
             raise ValueError(f"tag synonyms point at unknown tags: {sorted(unknown_targets)}")
         self._keyword_patterns = self._compile_keywords()
+        # Each keyword's pattern under the first word it starts with: a text is searched only
+        # with the patterns whose first word it holds (a match starts at a whole word).
+        self._patterns_by_word: dict[str, list[tuple[str, re.Pattern[str]]]] = {}
+        for tag, kw, pattern in self._keyword_patterns:
+            first = _WORD.match(kw)
+            self._patterns_by_word.setdefault(first.group() if first else "", []).append(
+                (tag, pattern))
 
     @classmethod
     def load(cls, path: Path = VOCABULARY_JSON) -> Vocabulary:
@@ -112,7 +123,7 @@ class Vocabulary:
                 out.append(mapped)
         return TagMapping(tuple(out), tuple(unknown))
 
-    def _compile_keywords(self) -> list[tuple[str, re.Pattern[str]]]:
+    def _compile_keywords(self) -> list[tuple[str, str, re.Pattern[str]]]:
         pairs: list[tuple[str, str]] = []
         for theme in self.themes:
             pairs.extend((theme.id, kw) for kw in theme.keywords)
@@ -123,7 +134,7 @@ class Vocabulary:
         compiled = []
         for tag, kw in pairs:
             pattern = r"(?<![\w'])" + re.escape(_fold(kw)) + r"(?![\w'])"
-            compiled.append((tag, re.compile(pattern)))
+            compiled.append((tag, _fold(kw), re.compile(pattern)))
         return compiled
 
     def infer_tags(self, text: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -131,7 +142,9 @@ class Vocabulary:
         if not text:
             return (), ()
         folded = _fold(text)
-        found = {tag for tag, pattern in self._keyword_patterns if pattern.search(folded)}
+        words = set(_WORD.findall(folded)) | {""}
+        found = {tag for word in words for tag, pattern in self._patterns_by_word.get(word, ())
+                 if pattern.search(folded)}
         moods = tuple(m for m in self.mood_ids if m in found)
         themes = tuple(t for t in self.theme_ids if t in found)
         # Some themes carry their mood even when the word for it was not said.
