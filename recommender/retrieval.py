@@ -45,14 +45,20 @@ def _top(prior: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
 @dataclass(frozen=True)
 class RetrievalIndex:
     """What retrieval reads from the catalogue, arranged once per matrix: the tag matrices
-    by column (an inverted index: the rows carrying each mood and theme) and the rows of
-    each pool the arc draws from."""
+    by column (an inverted index: the rows carrying each mood and theme), the rows of each
+    pool the arc draws from by intensity cap (``sad_songs[c]``: the sad songs of intensity
+    at most c), and the intensity term of the prior for each requested intensity."""
 
     moods_by_tag: sp.csc_matrix
     themes_by_tag: sp.csc_matrix
-    sad_songs: np.ndarray
-    aftercare_songs: np.ndarray
-    films: np.ndarray
+    sad_songs: dict[int, np.ndarray]
+    aftercare_songs: dict[int, np.ndarray]
+    films: dict[int, np.ndarray]
+    all_aftercare_songs: np.ndarray
+    closeness: dict[int, np.ndarray]
+
+
+INTENSITIES = (1, 2, 3, 4, 5)
 
 
 def retrieval_index(matrix: ItemMatrix) -> RetrievalIndex:
@@ -60,11 +66,20 @@ def retrieval_index(matrix: ItemMatrix) -> RetrievalIndex:
     cached = matrix.extra.get("retrieval_index")
     if cached is None:
         songs = ~matrix.is_film
+        intensity = matrix.intensity
+
+        def by_cap(mask: np.ndarray) -> dict[int, np.ndarray]:
+            return {c: np.flatnonzero(mask & (intensity <= c)).astype(np.int32)
+                    for c in INTENSITIES}
+
+        care = songs & matrix.aftercare
         cached = RetrievalIndex(
             moods_by_tag=sp.csc_matrix(matrix.moods), themes_by_tag=sp.csc_matrix(matrix.themes),
-            sad_songs=np.flatnonzero(songs & ~matrix.aftercare),
-            aftercare_songs=np.flatnonzero(songs & matrix.aftercare),
-            films=np.flatnonzero(matrix.is_film & ~matrix.aftercare))
+            sad_songs=by_cap(songs & ~matrix.aftercare), aftercare_songs=by_cap(care),
+            films=by_cap(matrix.is_film & ~matrix.aftercare),
+            all_aftercare_songs=np.flatnonzero(care).astype(np.int32),
+            closeness={r: (np.float32(-0.25) * np.abs(intensity - np.float32(r)))
+                       .astype(np.float32) for r in INTENSITIES})
         matrix.extra["retrieval_index"] = cached
     return cached
 
@@ -91,7 +106,7 @@ def candidate_rows(
     rng = rng or np.random.default_rng()
     prior = rng.random(n, dtype=np.float32)
     prior *= np.float32(TIE_SPREAD)
-    prior -= np.float32(0.25) * np.abs(matrix.intensity - np.float32(request.intensity))
+    prior += index.closeness[request.intensity]
     n_moods = float(vec.moods.sum())
     if n_moods:
         chosen = np.flatnonzero(vec.moods)
@@ -108,26 +123,25 @@ def candidate_rows(
     deepen_cap = cap if crisis or request.intensity < 3 else min(5, request.intensity + 1)
     budget = request.minutes * 60
 
-    def allowed(rows: np.ndarray) -> np.ndarray:
-        keep = matrix.intensity[rows] <= deepen_cap
-        if crisis:
-            keep &= ~matrix.has_suicide_theme[rows]
-        return rows[keep]
+    def allowed(pool: dict[int, np.ndarray]) -> np.ndarray:
+        rows = pool[deepen_cap]
+        return rows[~matrix.has_suicide_theme[rows]] if crisis else rows
 
     def fitting(rows: np.ndarray, limit: int) -> np.ndarray:
         return rows[matrix.duration_s[rows] <= limit]
 
     pools = [_top(prior, allowed(index.sad_songs), SONG_CANDIDATES)]
-    care = allowed(fitting(index.aftercare_songs, budget))
+    care = fitting(allowed(index.aftercare_songs), budget)
     if not len(care):  # the arc falls back to any aftercare song that fits
-        care = fitting(index.aftercare_songs, budget)
+        care = fitting(index.all_aftercare_songs, budget)
     pools.append(_top(prior, care, AFTERCARE_CANDIDATES))
     if request.include_films and not crisis:
-        films = allowed(fitting(index.films, budget - FILM_MARGIN_S))
+        films = fitting(allowed(index.films), budget - FILM_MARGIN_S)
         pools.append(_top(prior, films, FILM_CANDIDATES))
     if keep_rows is not None and len(keep_rows):
         pools.append(np.asarray(keep_rows, dtype=np.int64))
-    return np.unique(np.concatenate(pools))
+    rows = np.sort(np.concatenate(pools).astype(np.int64))
+    return rows[np.concatenate(([True], rows[1:] != rows[:-1]))] if len(rows) else rows
 
 
 def ranking_vector(
