@@ -127,6 +127,7 @@ class PromptLibrary:
     def __init__(self, techniques: dict[str, Technique], templates: list[PromptTemplate]):
         self.techniques = techniques
         self.templates = templates
+        self._candidates: dict[tuple[str, str, bool, bool], tuple[PromptTemplate, ...]] = {}
         for template in templates:
             if template.technique not in techniques:
                 raise ValueError(f"template {template.id}: unknown technique {template.technique}")
@@ -166,7 +167,19 @@ class PromptLibrary:
     def candidates(
         self, kind: str, phase: str, *, crisis: bool, memory: bool
     ) -> list[PromptTemplate]:
-        """Templates suiting a slot; in crisis only comfort, grounding, confide, aftercare."""
+        """Templates suiting a slot; in crisis only comfort, grounding, confide, aftercare.
+
+        Worked out once per kind of slot (the library does not change once loaded)."""
+        key = (kind, phase, crisis, memory)
+        cached = self._candidates.get(key)
+        if cached is None:
+            cached = self._candidates[key] = self._find_candidates(
+                kind, phase, crisis=crisis, memory=memory)
+        return list(cached)
+
+    def _find_candidates(
+        self, kind: str, phase: str, *, crisis: bool, memory: bool
+    ) -> tuple[PromptTemplate, ...]:
         out = []
         for template in self.templates:
             if kind not in template.kinds or phase not in template.phases:
@@ -182,7 +195,7 @@ class PromptLibrary:
             # Where a technique has words written for a crisis, use only those.
             crisis_written = {t.technique for t in out if t.only_in_crisis}
             out = [t for t in out if t.only_in_crisis or t.technique not in crisis_written]
-        return out
+        return tuple(out)
 
 
 @lru_cache(maxsize=4)
