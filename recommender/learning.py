@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import platform
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -432,6 +433,10 @@ def save_version(db: Session, ranker: CryRanker, sidecar: dict, *, activate: boo
     digest = hashlib.sha256(artefact).hexdigest()[:8]
     stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     version = f"{sidecar['kind']}-{stamp}-{digest}"
+    # The same model fitted twice within a second (say the content model that preparing the
+    # store trains, then `goodcry train` on no feedback yet) is still a version of its own.
+    if db.get(ModelVersion, version) is not None:
+        version = f"{version}-{secrets.token_hex(3)}"
     sidecar = {**sidecar, "version": version, "sha256": hashlib.sha256(artefact).hexdigest()}
     db.add(ModelVersion(version=version, artefact=artefact, sidecar=sidecar, active=False))
     db.flush()

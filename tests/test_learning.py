@@ -190,3 +190,14 @@ def test_evaluation_runs_every_method_on_the_same_people(tmp_path):
     assert (tmp_path / "out" / "learning_curves.png").stat().st_size > 1000
     assert set(evaluation.replay.index) == {"goodcry", "content match", "popularity", "random"}
     assert "Targets:" in evaluation.text()
+
+
+def test_the_same_model_saved_twice_in_a_second_is_two_versions(db, rec):
+    """Preparing a store trains the content model; `goodcry train` right after, on no
+    feedback yet, fits the very same model within the same second."""
+    ranker, sidecar = learning.fit_ranker(None, rec.matrix(db), rec.vocabulary, seed=1)
+    first = learning.save_version(db, ranker, sidecar)
+    second = learning.save_version(db, ranker, sidecar)
+    assert first != second
+    assert learning.active_version_name(db) == second
+    assert set(db.scalars(select(ModelVersion.version))) >= {first, second}
