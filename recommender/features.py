@@ -235,6 +235,15 @@ class ItemIndex(Mapping[str, int]):
             return int(self._order[pos]) if self._order is not None else pos
         return None
 
+    def rows_of(self, keys: Sequence[str]) -> np.ndarray:
+        """The rows of those ``keys`` that are here (unknown ones left out), in one search."""
+        if not self._n or not len(keys):
+            return np.zeros(0, dtype=np.int64)
+        wanted = np.array([k.encode("utf-8") for k in keys], dtype="S")
+        pos = np.minimum(np.searchsorted(self._sorted, wanted), self._n - 1)
+        pos = pos[self._sorted[pos] == wanted]
+        return (self._order[pos] if self._order is not None else pos).astype(np.int64)
+
     def __getitem__(self, key: str) -> int:
         row = self._find(key)
         if row is None:

@@ -18,7 +18,13 @@ import scipy.sparse as sp
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from recommender.features import ItemMatrix, RequestVector, SessionRequest, request_vector
+from recommender.features import (
+    ItemIndex,
+    ItemMatrix,
+    RequestVector,
+    SessionRequest,
+    request_vector,
+)
 from recommender.session import FILM_MARGIN_S
 from recommender.store.models import Reaction
 from recommender.vocabulary import Vocabulary
@@ -167,8 +173,9 @@ def narrow_to_candidates(
         return matrix
     vec = vec if vec is not None else ranking_vector(request, matrix, vocabulary)
     reacted = db.scalars(_REACTED_TO, {"user": user_id}).all()
-    keep = np.array([r for r in (matrix.index.get(i) for i in set(reacted)) if r is not None],
-                    dtype=np.int64)
+    index = matrix.index
+    keep = (index.rows_of(sorted(set(reacted))) if isinstance(index, ItemIndex)
+            else np.array([index[i] for i in set(reacted) if i in index], dtype=np.int64))
     rows = candidate_rows(matrix, vec, request, crisis=crisis, keep_rows=keep,
                           rng=np.random.default_rng(seed))
     return matrix if rows is None else matrix.subset(rows)

@@ -10,6 +10,7 @@ from sqlalchemy.orm import selectinload
 from recommender import tastes
 from recommender.catalog.importer import import_csv
 from recommender.features import (
+    ItemIndex,
     ItemRecord,
     SessionRequest,
     TextColumn,
@@ -202,3 +203,12 @@ def test_a_worker_does_not_wait_for_another_process_building_the_artefact(db, tm
         fcntl.flock(held, fcntl.LOCK_UN)
     built = cached_matrix(db, vocabulary, tmp_path, persist_min_items=0, wait=False)
     assert built is not None and len(built) > 800
+
+
+def test_item_index_finds_many_ids_in_one_search():
+    unsorted = ItemIndex(np.array([b"b", b"a", b"d", b"c"], dtype="S"))
+    assert list(unsorted.rows_of(["a", "missing", "c", "b"])) == [1, 3, 0]
+    assert list(unsorted.rows_of(["a", "c", "b"])) == [unsorted[k] for k in ("a", "c", "b")]
+    ordered = ItemIndex(np.array([b"a", b"b", b"c"], dtype="S"))
+    assert list(ordered.rows_of(["c", "a", "0", "zzz"])) == [2, 0]
+    assert len(ItemIndex(np.zeros(0, dtype="S4")).rows_of(["a"])) == 0
