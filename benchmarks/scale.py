@@ -38,6 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 GOODCRY = [sys.executable, "-m", "recommender.cli"]
 HEADER = ["kind", "title", "artist", "director", "year", "duration_s", "tags", "spotify_id",
           "intensity", "aftercare"]
+# Sessions each benchmark person creates and rates before the timed requests.
+HISTORY_SESSIONS = 5
 WORDS = ("rain", "letter", "river", "winter", "home", "light", "goodbye", "harbour", "silence",
          "garden", "mother", "paper", "ocean", "train", "window", "lantern", "ashes", "bridge")
 
@@ -106,8 +108,21 @@ def worker_rss(proc: subprocess.Popen) -> list[int]:
     return [c.memory_info().rss for c in children]
 
 
-def load_client(base: str, n_requests: int, concurrency: int, seed: int) -> dict:
-    """Runs in its own process: register people, then time sessions and /healthz."""
+def server_cpu_s(server_pid: int) -> float:
+    """CPU seconds (user + system) the server's workers have used so far."""
+    total = 0.0
+    for child in psutil.Process(server_pid).children(recursive=True):
+        times = child.cpu_times()
+        total += times.user + times.system
+    return total
+
+
+def load_client(base: str, n_requests: int, concurrency: int, seed: int,
+                server_pid: int | None = None) -> dict:
+    """Runs in its own process: register people, then time sessions and /healthz.
+
+    With ``server_pid``, also the CPU time the server's workers and this client spent on the
+    concurrent sessions (what a session costs, whatever else the machine is doing)."""
     moods, _ = vocabulary_ids()
     rng = random.Random(seed)
     tokens = []
@@ -142,24 +157,52 @@ def load_client(base: str, n_requests: int, concurrency: int, seed: int) -> dict
         http().get(f"{base}/healthz", timeout=30).raise_for_status()
         return time.perf_counter() - started
 
+    def rated_session(i: int) -> None:
+        """A session the person then rates, as someone who has used goodcry a while."""
+        headers = {"Authorization": f"Bearer {tokens[i % len(tokens)]}"}
+        body = {k: v for k, v in bodies[i % len(bodies)].items() if v is not None}
+        made = http().post(f"{base}/api/v1/sessions", json=body, timeout=120, headers=headers)
+        made.raise_for_status()
+        reactions = [{"item_id": item["item_id"],
+                      "reaction": rng_local().choice(("cried", "moved", "neutral", "skipped"))}
+                     for item in made.json()["items"] if item["phase"] != "aftercare"]
+        http().post(f"{base}/api/v1/sessions/{made.json()['id']}/feedback", timeout=120,
+                    headers=headers, json={"reactions": reactions, "catharsis": 4,
+                                           "mood_before": 3, "mood_after": 6}
+                    ).raise_for_status()
+
+    def rng_local() -> random.Random:
+        if not hasattr(local, "rng"):
+            local.rng = random.Random(seed)
+        return local.rng
+
     with ThreadPoolExecutor(concurrency) as pool:
+        # Every person has rated HISTORY_SESSIONS sessions before anything is timed, so the
+        # timed sessions read a real taste, bans and history.
+        list(pool.map(rated_session, range(len(tokens) * HISTORY_SESSIONS)))
         list(pool.map(session_call, range(min(20, n_requests))))  # warm up both workers
         health = list(pool.map(health_call, range(200)))
+        cpu_before = server_cpu_s(server_pid) if server_pid else 0.0
+        client_before = time.process_time()
         started = time.perf_counter()
         sessions = list(pool.map(session_call, range(n_requests)))
         elapsed = time.perf_counter() - started
+        client_cpu = time.process_time() - client_before
+        server_cpu = (server_cpu_s(server_pid) - cpu_before) if server_pid else float("nan")
     # Latency alone (one request at a time), as the ratio against /healthz is meant.
     serial = [session_call(i) for i in range(min(60, n_requests))]
     health_serial = [health_call(i) for i in range(100)]
     return {"sessions": sessions, "health": health, "elapsed": elapsed, "serial": serial,
-            "health_serial": health_serial}
+            "health_serial": health_serial, "server_cpu_ms": server_cpu / n_requests * 1000,
+            "client_cpu_ms": client_cpu / n_requests * 1000}
 
 
 def pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.array(values) * 1000.0, q))
 
 
-def bench_size(n: int, workdir: Path, requests_n: int, concurrency: int) -> dict:
+def bench_size(n: int, workdir: Path, requests_n: int, concurrency: int,
+               threads: int = 1) -> dict:
     folder = workdir / f"n{n}"
     folder.mkdir(parents=True, exist_ok=True)
     csv_path = folder / "catalogue.csv"
@@ -180,13 +223,15 @@ def bench_size(n: int, workdir: Path, requests_n: int, concurrency: int) -> dict
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with log.open("a") as fh:
-        proc = subprocess.Popen([*GOODCRY, "serve", "--workers", "2", "--port", str(port)],
+        proc = subprocess.Popen([*GOODCRY, "serve", "--workers", "2", "--threads",
+                                 str(threads), "--port", str(port)],
                                 env=env, cwd=ROOT, stdout=fh, stderr=fh)
     try:
         wait_ready(base, proc)
         from concurrent.futures import ProcessPoolExecutor
         with ProcessPoolExecutor(1) as client:
-            result = client.submit(load_client, base, requests_n, concurrency, n).result()
+            result = client.submit(load_client, base, requests_n, concurrency, n,
+                                   proc.pid).result()
         rss = worker_rss(proc)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -200,6 +245,8 @@ def bench_size(n: int, workdir: Path, requests_n: int, concurrency: int) -> dict
         "serial_p50": s50, "serial_p95": pct(result["serial"], 95), "healthz_p50": h50,
         "ratio": s50 / h50, "per_s": requests_n / result["elapsed"],
         "rss_mib": sum(rss) / 2**20, "rss_max_mib": max(rss) / 2**20,
+        "server_cpu_ms": result["server_cpu_ms"], "client_cpu_ms": result["client_cpu_ms"],
+        "load": os.getloadavg()[0],
     }
 
 
@@ -290,6 +337,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--threads", type=int, default=1, help="threads per worker")
     parser.add_argument("--rank-only", action="store_true")
     parser.add_argument("--profile", type=Path, default=None,
                         help="a size folder of an earlier run (e.g. WORKDIR/n100000)")
@@ -306,18 +354,20 @@ def main() -> None:
           flush=True)
     rows = []
     for n in (int(s) for s in args.sizes.split(",")):
-        row = bench_size(n, workdir, args.requests, args.concurrency)
+        row = bench_size(n, workdir, args.requests, args.concurrency, args.threads)
         rows.append(row)
         print(json.dumps(row), flush=True)
     print()
     print("| items | import | p50 ms | p95 ms | p99 ms | serial p50 ms | /healthz p50 ms "
-          "| ratio | sessions/s | RSS MiB (sum; max worker) |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| ratio | sessions/s | RSS MiB (sum; max worker) | server CPU ms/session "
+          "| client CPU ms/session | load |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['items']:,} | {r['import_s']:.0f} s | {r['p50']:.1f} | {r['p95']:.1f} "
               f"| {r['p99']:.1f} | {r['serial_p50']:.1f} | {r['healthz_p50']:.2f} "
               f"| {r['ratio']:.1f}x | {r['per_s']:.0f} | {r['rss_mib']:.0f}; "
-              f"{r['rss_max_mib']:.0f} |")
+              f"{r['rss_max_mib']:.0f} | {r['server_cpu_ms']:.1f} | {r['client_cpu_ms']:.1f} "
+              f"| {r['load']:.1f} |")
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 
