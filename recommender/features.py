@@ -587,6 +587,15 @@ def request_vector(
     return RequestVector(m, t, sp.csr_matrix(q), request.intensity, moods, themes)
 
 
+def add_columns(total: np.ndarray, by_column: sp.csc_matrix, columns: np.ndarray,
+                weights: np.ndarray) -> None:
+    """``total += by_column[:, columns] @ weights``, reading only those columns' rows."""
+    for j, w in zip(columns, weights, strict=True):
+        start, end = by_column.indptr[j], by_column.indptr[j + 1]
+        rows = by_column.indices[start:end]  # distinct within one column
+        total[rows] += by_column.data[start:end] * np.float32(w)
+
+
 def pair_features(
     matrix: ItemMatrix, req: RequestVector, rows: np.ndarray | None = None,
     taste: np.ndarray | None = None,
@@ -607,7 +616,8 @@ def pair_features(
         moods, themes, text = matrix.moods[rows], matrix.themes[rows], matrix.text[rows]
         intensity = matrix.intensity[rows]
         is_film, aftercare = matrix.is_film[rows], matrix.aftercare[rows]
-    out = np.zeros((n, len(PAIR_FEATURES)), dtype=np.float32)
+    # Column-major: each feature is written as one contiguous column.
+    out = np.zeros((n, len(PAIR_FEATURES)), dtype=np.float32, order="F")
     if n == 0:
         return out
     n_moods = float(req.moods.sum())
@@ -617,9 +627,15 @@ def pair_features(
     if n_themes:
         out[:, 1] = themes @ req.themes / n_themes
     if req.text.nnz:
-        query = np.zeros(text.shape[1], dtype=np.float32)
-        query[req.text.indices] = req.text.data
-        out[:, 2] = text @ query
+        if rows is None and matrix.text_by_term is not None:
+            # Only the columns of the words asked for (the inverted index).
+            match = np.zeros(n, dtype=np.float32)
+            add_columns(match, matrix.text_by_term, req.text.indices, req.text.data)
+            out[:, 2] = match
+        else:
+            query = np.zeros(text.shape[1], dtype=np.float32)
+            query[req.text.indices] = req.text.data
+            out[:, 2] = text @ query
     out[:, 3] = 1.0 - np.abs(intensity - req.intensity) / 4.0
     out[:, 4] = is_film
     out[:, 5] = aftercare

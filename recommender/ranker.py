@@ -207,8 +207,10 @@ class CryRanker(ClassifierMixin, BaseEstimator):
     def score_items(self, X) -> np.ndarray:
         """The ranking score for each row: higher means more likely to move the person."""
         X = self._features(X)
-        return X @ self.coef_[-1] + self.intercept_[-1]
+        # In the features' own precision (float32 from the serving path: no float64 copy).
+        return X @ self.coef_[-1].astype(X.dtype) + X.dtype.type(self.intercept_[-1])
 
     def contributions(self, X) -> np.ndarray:
         """Each feature's share of each row's score (coefficient times value)."""
-        return self._features(X) * self.coef_[-1]
+        X = self._features(X)
+        return X * self.coef_[-1].astype(X.dtype)

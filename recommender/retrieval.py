@@ -23,6 +23,7 @@ from recommender.features import (
     ItemMatrix,
     RequestVector,
     SessionRequest,
+    add_columns,
     request_vector,
 )
 from recommender.session import FILM_MARGIN_S
@@ -90,15 +91,6 @@ def retrieval_index(matrix: ItemMatrix) -> RetrievalIndex:
     return cached
 
 
-def _add_columns(prior: np.ndarray, by_column: sp.csc_matrix, columns: np.ndarray,
-                 weights: np.ndarray) -> None:
-    """``prior += by_column[:, columns] @ weights``, reading only those columns' rows."""
-    for j, w in zip(columns, weights, strict=True):
-        start, end = by_column.indptr[j], by_column.indptr[j + 1]
-        rows = by_column.indices[start:end]  # distinct within one column
-        prior[rows] += by_column.data[start:end] * np.float32(w)
-
-
 def candidate_rows(
     matrix: ItemMatrix, vec: RequestVector, request: SessionRequest, *, crisis: bool,
     keep_rows: np.ndarray | None = None, rng: np.random.Generator | None = None,
@@ -116,13 +108,13 @@ def candidate_rows(
     n_moods = float(vec.moods.sum())
     if n_moods:
         chosen = np.flatnonzero(vec.moods)
-        _add_columns(prior, index.moods_by_tag, chosen, vec.moods[chosen] / n_moods)
+        add_columns(prior, index.moods_by_tag, chosen, vec.moods[chosen] / n_moods)
     n_themes = float(vec.themes.sum())
     if n_themes:
         chosen = np.flatnonzero(vec.themes)
-        _add_columns(prior, index.themes_by_tag, chosen, vec.themes[chosen] / n_themes)
+        add_columns(prior, index.themes_by_tag, chosen, vec.themes[chosen] / n_themes)
     if vec.text.nnz and matrix.text_by_term is not None:
-        _add_columns(prior, matrix.text_by_term, vec.text.indices, vec.text.data)
+        add_columns(prior, matrix.text_by_term, vec.text.indices, vec.text.data)
 
     # The same hard limits the arc applies (recommender.session.assemble).
     cap = 2 if crisis else request.intensity
