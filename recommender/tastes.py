@@ -195,9 +195,15 @@ def stored_reactions(db: Session, user_id: str) -> list[WeightedReaction]:
             select(CatalogItem.id, CatalogItem.kind, CatalogItem.artist,
                    CatalogItem.director, CatalogItem.year).where(CatalogItem.id.in_(ids)))
     }
-    return [WeightedReaction(keys[r.item_id], r.reaction,
-                             session_weight(r.catharsis, r.mood_before, r.mood_after))
-            for r in got if r.item_id in keys and r.reaction in REWARD]
+    weights: dict[tuple, float] = {}
+    out = []
+    for r in got:
+        if r.item_id in keys and r.reaction in REWARD:
+            how = (r.catharsis, r.mood_before, r.mood_after)
+            if how not in weights:
+                weights[how] = session_weight(*how)
+            out.append(WeightedReaction(keys[r.item_id], r.reaction, weights[how]))
+    return out
 
 
 @dataclass(frozen=True)
@@ -226,9 +232,20 @@ def fit_taste(design, reward_sum: np.ndarray, weight_sum: np.ndarray,
     sparse solve: milliseconds for hundreds of reactions and attributes.
     """
     X = sp.csr_matrix(design, dtype=np.float64)
+    X.sort_indices()
     n, d = X.shape
-    A = sp.hstack([sp.csr_matrix(np.ones((n, 1))), X], format="csr")
+    # [1 | X]: a leading column of ones for the base rate, built straight into CSR arrays.
+    lengths = np.diff(X.indptr)
+    starts = X.indptr[:-1] + np.arange(n)
+    indices = np.empty(X.nnz + n, dtype=np.int64)
+    data = np.empty(X.nnz + n)
+    indices[starts], data[starts] = 0, 1.0
+    rest = np.ones(X.nnz + n, dtype=bool)
+    rest[starts] = False
+    indices[rest], data[rest] = X.indices + 1, X.data
+    A = sp.csr_matrix((data, indices, np.r_[0, np.cumsum(lengths + 1)]), shape=(n, d + 1))
     At = A.T.tocsr()
+    At_squared = At.multiply(At).tocsr()
     T = np.asarray(reward_sum, dtype=np.float64)
     N = np.asarray(weight_sum, dtype=np.float64)
     prior = np.zeros(d + 1)
@@ -236,7 +253,6 @@ def fit_taste(design, reward_sum: np.ndarray, weight_sum: np.ndarray,
     precision = np.empty(d + 1)
     precision[1:] = 1.0 / (WEIGHT_PRIOR_VAR if prior_var is None else prior_var)
     precision[0] = 1.0 / BIAS_PRIOR_VAR
-    P = sp.diags(precision)
     w = prior.copy() if start is None else np.asarray(start, dtype=np.float64).copy()
 
     def objective(v):
@@ -245,17 +261,19 @@ def fit_taste(design, reward_sum: np.ndarray, weight_sum: np.ndarray,
         return float(N @ np.logaddexp(0.0, z) - T @ z
                      + 0.5 * (precision * (v - prior) ** 2).sum())
 
-    def hessian(v):
-        p = expit(A @ v)
-        return (At @ sp.diags(N * p * (1.0 - p)) @ A + P).tocsr(), p
-
     current = objective(w)
     for _ in range(100):
-        H, p = hessian(w)
+        p = expit(A @ w)
+        curvature = N * p * (1.0 - p)
         gradient = At @ (N * p - T) + precision * (w - prior)
         if np.max(np.abs(gradient)) < 1e-10:
             break
-        step = _conjugate_gradients(H, gradient)
+        # The Newton step by conjugate gradients on Hessian-vector products (the Hessian,
+        # A' diag(curvature) A + diag(precision), is never formed), preconditioned by its
+        # diagonal ((A*A)' curvature + precision).
+        step = _conjugate_gradients(
+            lambda v, c=curvature: At @ (c * (A @ v)) + precision * v,
+            At_squared @ curvature + precision, gradient)
         t = 1.0
         while True:  # the objective is strictly convex: halve the step until it does not rise
             candidate = w - t * step
@@ -266,8 +284,8 @@ def fit_taste(design, reward_sum: np.ndarray, weight_sum: np.ndarray,
         w, current = candidate, value
         if np.max(np.abs(t * step)) < 1e-9:
             break
-    H, _ = hessian(w)
-    var = 1.0 / H.diagonal()
+    p = expit(A @ w)
+    var = 1.0 / (At_squared @ (N * p * (1.0 - p)) + precision)
     return TasteFit(bias=float(w[0]), bias_var=float(var[0]), mean=w[1:], var=var[1:])
 
 
@@ -277,9 +295,11 @@ def prior_variances(keys: Iterable[str]) -> np.ndarray:
                      for k in keys])
 
 
-def _conjugate_gradients(H: sp.csr_matrix, b: np.ndarray, rtol: float = 1e-11) -> np.ndarray:
-    """Solve ``H x = b`` for a sparse positive definite ``H`` (Jacobi-preconditioned CG)."""
-    inverse_diagonal = 1.0 / H.diagonal()
+def _conjugate_gradients(product, diagonal: np.ndarray, b: np.ndarray,
+                         rtol: float = 1e-11) -> np.ndarray:
+    """Solve ``H x = b`` for a positive definite ``H`` given as ``product(v) = H v``
+    (conjugate gradients, preconditioned by ``H``'s ``diagonal``)."""
+    inverse_diagonal = 1.0 / diagonal
     x = np.zeros_like(b)
     r = b.copy()
     z = r * inverse_diagonal
@@ -287,7 +307,7 @@ def _conjugate_gradients(H: sp.csr_matrix, b: np.ndarray, rtol: float = 1e-11) -
     rz = r @ z
     stop = rtol * np.linalg.norm(b)
     for _ in range(10 * len(b)):
-        Hp = H @ p
+        Hp = product(p)
         alpha = rz / (p @ Hp)
         x += alpha * p
         r -= alpha * Hp
