@@ -128,9 +128,9 @@ class FeedbackInput:
     note: str | None = None
 
 
-def _history(db: Session, user_id: str) -> tuple[tastes.Taste, set[str], set[str]]:
+def _history(db: Session, user_id: str) -> tuple[tastes.Stats, set[str], set[str]]:
     """A person's learned taste (from the database), their bans, and items they were shown."""
-    stats = tastes.load_taste(db, user_id)
+    stats = tastes.load_stats(db, user_id)
     bans = set(db.scalars(select(Ban.item_id).where(Ban.user_id == user_id)))
     shown = set(db.scalars(
         select(SessionItem.item_id).join(CrySession).where(CrySession.user_id == user_id)
@@ -146,7 +146,7 @@ class ScoredCatalogue:
     contributions: np.ndarray   # per row, per PAIR_FEATURES column
     explored: np.ndarray        # per row: how much exploration (not the mean taste) added
     vec: object
-    stats: tastes.Taste
+    stats: tastes.Stats
     bans: set[str]
     shown: set[str]
 
@@ -206,7 +206,7 @@ def _times(n: int) -> str:
 
 
 def _taste_reason(
-    group: str, rec: ItemRecord, stats: tastes.Taste, vocabulary: Vocabulary,
+    group: str, rec: ItemRecord, stats: tastes.Stats, vocabulary: Vocabulary,
 ) -> str | None:
     """A person's own history behind a taste feature, in their words (None if too thin)."""
     kinds = "films" if rec.kind == "film" else "songs"
@@ -248,7 +248,7 @@ def _taste_reason(
 
 def _why(
     rec: ItemRecord, phase: str, contributions: np.ndarray, vec, vocabulary: Vocabulary,
-    stats: tastes.Taste, explored: float, is_new: bool, exploration: str,
+    stats: tastes.Stats, explored: float, is_new: bool, exploration: str,
 ) -> str:
     """Name what actually drove an item's place, in a person's words.
 

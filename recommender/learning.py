@@ -260,40 +260,38 @@ def training_set_from_frames(
 def _taste_before_session(matrix, rows, users, sessions, reward_sum, weight_sum) -> np.ndarray:
     """TASTE_FEATURES per reaction as the person's taste stood before that session.
 
-    ``sessions`` is each reaction's session rank in time. For each person, their model
-    (:func:`recommender.tastes.fit_taste`) is fitted on all their earlier sessions'
-    reactions, session after session (each fit starting from the one before): exactly the
-    posterior mean the online state held when the session was built.
+    ``sessions`` is each reaction's session rank in time. Per (person, attribute), the
+    weighted reward sums and counts of all their earlier sessions: exactly what the online
+    state held when the session was built (vectorised: one sort, prefix sums per block).
     """
     attrs = tastes.taste_attributes(matrix)
+    n_attr = len(attrs.ids)
+    W = attrs.weights[rows].tocoo()
+    r, a, v = W.row.astype(np.int64), W.col.astype(np.int64), W.data
+    del W
+    key = users[r].astype(np.int64) * n_attr + a
+    sess = sessions[r].astype(np.int64)
+    order = np.lexsort((sess, key))
+    key_o, sess_o = key[order], sess[order]
+    new_block = np.ones(len(order), dtype=bool)
+    new_block[1:] = (key_o[1:] != key_o[:-1]) | (sess_o[1:] != sess_o[:-1])
+    starts = np.flatnonzero(new_block)
+    block_of = np.cumsum(new_block) - 1
+    new_key = np.ones(len(starts), dtype=bool)
+    new_key[1:] = key_o[starts[1:]] != key_o[starts[:-1]]
+    key_start = np.maximum.accumulate(np.where(new_key, np.arange(len(starts)), 0))
+    out_s = np.empty(len(order))
+    out_n = np.empty(len(order))
+    for total, values in ((out_s, reward_sum), (out_n, weight_sum)):
+        block = np.add.reduceat(values[r[order]], starts) if len(starts) else np.zeros(0)
+        before = np.cumsum(block) - block            # everything earlier, all keys
+        before -= before[key_start]                  # ... within this key only
+        total[order] = before[block_of]
+    del key, sess, order, key_o, sess_o, block_of
+    dev = tastes.deviation_from_sums(out_s, out_n)
     G = len(TASTE_GROUPS)
-    out = np.zeros((len(rows), G))
-    W = attrs.weights[rows].tocsr()
-    order = np.lexsort((sessions, users))
-    user_starts = np.flatnonzero(np.r_[True, users[order][1:] != users[order][:-1]])
-    for lo, hi in zip(user_starts, np.r_[user_starts[1:], len(order)], strict=True):
-        idx = order[lo:hi]
-        Wu = W[idx]
-        used = np.unique(Wu.indices)
-        Wu = sp.csr_matrix((Wu.data, np.searchsorted(used, Wu.indices), Wu.indptr),
-                           shape=(len(idx), len(used)))
-        group = attrs.group[used]
-        prior_var = tastes.attribute_prior_variances(attrs)[used]
-        sess = sessions[idx]
-        blocks = np.flatnonzero(np.r_[True, sess[1:] != sess[:-1]])
-        solution = np.zeros(len(used) + 1)
-        solution[0] = np.nan
-        for a, b in zip(blocks[1:], np.r_[blocks[2:], len(idx)], strict=True):
-            seen = np.unique(Wu.indices[:Wu.indptr[a]])
-            start = np.r_[solution[0], solution[1:][seen]]
-            fit = tastes.fit_taste(Wu[:a][:, seen], reward_sum[idx[:a]], weight_sum[idx[:a]],
-                                   start=None if np.isnan(start[0]) else start,
-                                   prior_var=prior_var[seen])
-            solution[0] = fit.bias
-            solution[1:][seen] = fit.mean
-            D = sp.csr_matrix((fit.mean, (seen, group[seen])), shape=(len(used), G))
-            out[idx[a:b]] = (Wu[a:b] @ D).toarray()
-    return out.astype(np.float32)
+    out = np.bincount(r * G + attrs.group[a], weights=v * dev, minlength=len(rows) * G)
+    return out.reshape(len(rows), G).astype(np.float32)
 
 
 def request_from_stored(request: dict) -> SessionRequest:

@@ -63,20 +63,19 @@ def replay(db: Session, matrix: ItemMatrix, vocabulary: Vocabulary, *,
     popularity = np.bincount(item_ids.get_indexer(train["item_id"]).clip(0),
                              minlength=len(matrix)).astype(float)
     self_info = -np.log2((popularity + 1.0) / (popularity.sum() + len(matrix)))
+    stats: dict[str, tastes.Stats] = {}
     weights = {row.id: tastes.session_weight(row.catharsis, row.mood_before, row.mood_after)
                for row in sessions[:cut].itertuples()}
-    rated: dict[str, list[tastes.WeightedReaction]] = {}
-    for user_id, session_id, item_id, reaction in zip(
-            train["user_id"], train["session_id"], train["item_id"], train["reaction"],
-            strict=True):
-        row = item_ids.get_indexer([item_id])[0]
-        if row >= 0 and reaction in tastes.REWARD:
-            rec = matrix.records[row]
-            rated.setdefault(user_id, []).append(tastes.WeightedReaction(
-                attribute_keys(rec.id, rec.kind, rec.tags, rec.artist, rec.director, rec.year,
-                               vocabulary), reaction, weights.get(session_id, 1.0)))
-    models = {user_id: tastes.Taste({}, tastes.model_from_reactions(got))
-              for user_id, got in rated.items()}
+    for (user_id, session_id), group in train.groupby(["user_id", "session_id"]):
+        rated = []
+        for item_id, reaction in zip(group["item_id"], group["reaction"], strict=True):
+            row = item_ids.get_indexer([item_id])[0]
+            if row >= 0:
+                rec = matrix.records[row]
+                rated.append(tastes.RatedItem(attribute_keys(
+                    rec.id, rec.kind, rec.tags, rec.artist, rec.director, rec.year,
+                    vocabulary), reaction))
+        tastes._add(stats.setdefault(user_id, {}), rated, weights.get(session_id, 1.0), 1.0)
 
     rng = np.random.default_rng(seed)
     sad = ~matrix.aftercare
@@ -94,8 +93,7 @@ def replay(db: Session, matrix: ItemMatrix, vocabulary: Vocabulary, *,
         request = learning.request_from_stored(request_of[session_id])
         vec = request_vector(request, matrix, vocabulary)
         X = pair_features(matrix, vec)
-        taste = tastes.taste_features(
-            matrix, tastes.deviation(matrix, models.get(user_id, tastes.Taste({}))))
+        taste = tastes.taste_features(matrix, tastes.deviation(matrix, stats.get(user_id, {})))
         method_scores = {
             "goodcry": ranker.score_items(pair_features(matrix, vec, taste=taste)),
             "content match": content_ranker.score_items(X),

@@ -332,9 +332,7 @@ class ModelVersion(Base):
 
 
 class PersonTaste(Base):
-    """A person's learned taste (recommender/tastes.py): per-attribute reaction statistics
-    (the counts explanations quote) and the fitted per-person logistic model over the taste
-    attributes (``model``: the posterior means and variances; NULL until the first feedback)."""
+    """A person's learned taste: per-attribute reaction statistics (recommender/tastes.py)."""
 
     __tablename__ = "person_tastes"
 
@@ -342,7 +340,6 @@ class PersonTaste(Base):
         ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
     )
     stats: Mapped[dict] = mapped_column(JSON, default=dict)
-    model: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     n_reactions: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
