@@ -18,6 +18,7 @@ from recommender import learning, tastes
 from recommender.care import care_document, screen_texts
 from recommender.errors import InvalidInput, NotFound
 from recommender.features import (
+    CONTENT_FEATURES,
     PAIR_FEATURES,
     ItemMatrix,
     ItemRecord,
@@ -190,13 +191,20 @@ def score_catalogue(
     """
     vec = vec if vec is not None else ranking_vector(request, matrix, vocabulary)
     stats, bans, shown = _history(db, user_id, with_shown=request.exploration == "discover")
-    mean_taste = tastes.taste_features(matrix, tastes.deviation(matrix, stats))
-    X = pair_features(matrix, vec, taste=mean_taste)
-    if request.exploration == "familiar" or (not stats and request.exploration == "balanced"):
-        X_drawn = X
+    draws = not (request.exploration == "familiar"
+                 or (not stats and request.exploration == "balanced"))
+    if not stats and not draws:
+        # Someone new: every taste feature is 0 (the posterior mean is the prior).
+        X = X_drawn = pair_features(matrix, vec)
     else:
-        drawn = tastes.deviation(matrix, stats, exploration=request.exploration, rng=rng)
-        X_drawn = pair_features(matrix, vec, taste=tastes.taste_features(matrix, drawn))
+        mean, drawn = tastes.deviations(matrix, stats, exploration=request.exploration,
+                                        rng=rng if draws else None)
+        X = pair_features(matrix, vec, taste=tastes.taste_features(matrix, mean))
+        X_drawn = X
+        if draws:
+            # The same request features; only the taste columns are the drawn ones.
+            X_drawn = X.copy(order="F")
+            X_drawn[:, len(CONTENT_FEATURES):] = tastes.taste_features(matrix, drawn)
     scores = ranker.score_items(X_drawn).astype(np.float64)
     explored = scores - ranker.score_items(X)
     noise = EXPLORATION_NOISE.get(request.exploration, 0.05)

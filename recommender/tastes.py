@@ -254,14 +254,25 @@ def deviation(
     attribute's Beta posterior, tempered towards the mean (wider for ``discover``), so rarely
     tried themes, eras and makers get their chance while well-known favourites stay likely.
     """
+    return deviations(matrix, stats, exploration=exploration, rng=rng)[1]
+
+
+def deviations(
+    matrix: ItemMatrix, stats: Stats, *, exploration: str = "familiar",
+    rng: np.random.Generator | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The posterior-mean :func:`deviation` and the Thompson-sampled one for
+    ``exploration`` (the same array when it draws nothing), from one read of the posterior."""
     s, n = posterior(matrix, stats)
     alpha = PRIOR_STRENGTH * PRIOR_MEAN + s
     beta = PRIOR_STRENGTH * (1.0 - PRIOR_MEAN) + np.maximum(n - s, 0.0)
     mean = alpha / (alpha + beta)
+    mean_deviation = _logit(mean) - _logit(PRIOR_MEAN)
     temperature = EXPLORATION_TEMPERATURE.get(exploration, 0.3)
-    if temperature and rng is not None:
-        mean = mean + temperature * (rng.beta(alpha, beta) - mean)
-    return _logit(mean) - _logit(PRIOR_MEAN)
+    if not temperature or rng is None:
+        return mean_deviation, mean_deviation
+    drawn = mean + temperature * (rng.beta(alpha, beta) - mean)
+    return mean_deviation, _logit(drawn) - _logit(PRIOR_MEAN)
 
 
 def _logit(p):
