@@ -238,6 +238,7 @@ def _times(n: int) -> str:
 
 def _taste_reason(
     group: str, rec: ItemRecord, stats: tastes.Stats, vocabulary: Vocabulary,
+    item_keys: list[str] | None = None,
 ) -> str | None:
     """A person's own history behind a taste feature, in their words (None if too thin)."""
     kinds = "films" if rec.kind == "film" else "songs"
@@ -246,8 +247,10 @@ def _taste_reason(
         if cried:
             return "it made you cry before"
         return "it moved you before" if moved else None
-    keys = [k for k in attribute_keys(rec.id, rec.kind, rec.tags, rec.artist, rec.director,
-                                      rec.year, vocabulary) if k.startswith(group + ":")]
+    if item_keys is None:
+        item_keys = attribute_keys(rec.id, rec.kind, rec.tags, rec.artist, rec.director,
+                                   rec.year, vocabulary)
+    keys = [k for k in item_keys if k.startswith(group + ":")]
     own_cried, own_moved = tastes.counts(stats, f"item:{rec.id}")
     best: tuple[int, int, str] | None = None
     for key in keys:
@@ -291,12 +294,17 @@ def _why(
     matched_moods = [vocabulary.label(t) for t in rec.tags if t in vec.mood_ids]
     matched_themes = [vocabulary.label(t) for t in rec.tags if t in vec.theme_ids]
     order = np.argsort(-contributions)
+    item_keys: list[str] | None = None
     for j in order[:3]:
         if contributions[j] <= 0.05:
             continue
         name = PAIR_FEATURES[j]
         if name.startswith("taste_"):
-            reason = _taste_reason(name.removeprefix("taste_"), rec, stats, vocabulary)
+            if item_keys is None:
+                item_keys = attribute_keys(rec.id, rec.kind, rec.tags, rec.artist,
+                                           rec.director, rec.year, vocabulary)
+            reason = _taste_reason(name.removeprefix("taste_"), rec, stats, vocabulary,
+                                   item_keys)
             if reason:
                 reasons.append(reason)
         elif name == "mood_match" and matched_moods:
