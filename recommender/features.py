@@ -112,10 +112,13 @@ class TextColumn:
 
     @classmethod
     def from_strings(cls, values: Sequence[str | None]) -> TextColumn:
-        encoded = [v.encode("utf-8") if isinstance(v, str) else b"" for v in values]
-        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-        np.cumsum([len(e) for e in encoded], out=offsets[1:])
-        return cls(np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets)
+        texts = [v if isinstance(v, str) else "" for v in values]
+        # Encoded once; a string's length in bytes is its length unless it is not ASCII.
+        lengths = np.fromiter((len(t) if t.isascii() else len(t.encode("utf-8")) for t in texts),
+                              dtype=np.int64, count=len(texts))
+        offsets = np.zeros(len(texts) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        return cls(np.frombuffer("".join(texts).encode("utf-8"), dtype=np.uint8), offsets)
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -392,11 +395,8 @@ def _fit_text_by_parts(
     codes, terms = pd.factorize(np.concatenate([tokens for _, tokens in pieces]))
     if not len(terms):
         raise ValueError("empty vocabulary; perhaps the documents only contain stop words")
-    by_term = np.argsort(np.asarray(terms, dtype=object), kind="stable")
-    ordered = np.asarray(terms, dtype=object)[by_term].tolist()
-    rank = np.empty(len(terms), dtype=np.int64)
-    rank[by_term] = np.arange(len(terms))
-    columns = rank[codes]
+    ordered = sorted(terms.tolist())
+    columns = pd.Index(ordered).get_indexer(terms)[codes]
     counts = sp.csr_matrix((n, len(ordered)), dtype=vectorizer.dtype)
     start = 0
     for (incidence, strings), (rows, tokens) in zip(parts, pieces, strict=True):
@@ -472,7 +472,9 @@ def build_item_matrix_from_frames(
         tag_words.append(" ".join(words))
     all_rows = np.arange(n, dtype=np.int64)
     parts = []
-    for column in ("title", "artist", "director"):
+    titles = _strings(items["title"])  # (nearly) one per item: not worth counting
+    parts.append((_incidence(n, all_rows, all_rows, n), titles))
+    for column in ("artist", "director"):
         codes, strings = pd.factorize(items[column].to_numpy(dtype=object))
         parts.append((_incidence(n, all_rows, codes, len(strings)), list(strings)))
     parts.append((_incidence(n, tag_rows, tag_codes, len(tag_names)), tag_words))
@@ -493,7 +495,7 @@ def build_item_matrix_from_frames(
     makers, maker_names = maker_codes(maker_key)
     records = ItemRecords(ids, {
         "is_film": is_film,
-        "title": TextColumn.from_strings(_strings(items["title"])),
+        "title": TextColumn.from_strings(titles),
         "artist": TextColumn.from_strings(_strings(items["artist"])),
         "director": TextColumn.from_strings(_strings(items["director"])),
         "year": items["year"].fillna(0).to_numpy(np.int32),

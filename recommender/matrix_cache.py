@@ -24,6 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 from sqlalchemy.orm import Session
 
+from recommender.bulk_work import collector_paused
 from recommender.features import ItemIndex, ItemMatrix, ItemRecords, TextColumn
 from recommender.paths import PROJECT_ROOT
 from recommender.store.catalog import catalog_generation, catalog_revision, item_frames
@@ -139,8 +140,9 @@ def build_from_store(db: Session, vocabulary: Vocabulary) -> ItemMatrix:
     from recommender.features import build_item_matrix_from_frames
 
     revision = catalog_revision(db)
-    items, tags = item_frames(db)
-    return build_item_matrix_from_frames(items, tags, vocabulary, revision)
+    with collector_paused():
+        items, tags = item_frames(db)
+        return build_item_matrix_from_frames(items, tags, vocabulary, revision)
 
 
 def _prune(cache_dir: Path, keep: str) -> None:

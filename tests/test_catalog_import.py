@@ -164,3 +164,26 @@ def test_import_csv_leaves_the_sqlite_page_cache_as_it_was(db, tmp_path):
     assert import_csv(db, path, progress=True).added == 5
     assert cache_size() == before
     assert len(stored_catalogue(db)) > 5
+
+
+def test_a_file_read_ahead_on_a_thread_reports_and_stores_as_a_stream_does(db, tmp_path):
+    """A file path is read on a second thread while earlier blocks are stored: problems
+    must still come in file order and the catalogue must be what a stream import stores."""
+    text = (HEADER + "\n".join(TRICKY_ROWS) + "\n"
+            + synthetic_csv(40).split("\n", 1)[1] + synthetic_csv(40, variant=1).split("\n", 1)[1])
+    path = tmp_path / "tricky.csv"
+    path.write_text(text, encoding="utf-8")
+    before = stored_catalogue(db)
+    from_file = import_csv(db, path, block_rows=4)
+    stored = stored_catalogue(db)
+    for key in set(stored) - set(before):  # back to the catalogue as it was
+        db.execute(CatalogItem.__table__.delete().where(
+            CatalogItem.__table__.c.identity_key == key))
+    db.commit()
+    assert stored_catalogue(db) == before
+    from_stream = import_csv(db, io.StringIO(text), block_rows=4)
+    assert stored_catalogue(db) == stored
+    assert from_file == from_stream
+    assert from_file.errors and from_file.warnings
+    assert (from_file.added, from_file.updated) == (49, 41)  # the variants; one repeat
+    assert [p.line for p in from_file.errors] == sorted(p.line for p in from_file.errors)

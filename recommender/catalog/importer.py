@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import csv
 import io
+import queue
 import re
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -30,9 +32,10 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
+from recommender.bulk_work import collector_paused
 from recommender.catalog.identity import normalise_name, normalise_title
 from recommender.store.catalog import bump_catalog_revision
-from recommender.store.models import CatalogItem, ItemTag, new_id, utcnow
+from recommender.store.models import CatalogItem, ItemTag, new_ids, utcnow
 from recommender.vocabulary import TagMapping, Vocabulary, default_vocabulary
 
 REQUIRED_COLUMNS = (
@@ -248,6 +251,14 @@ class RowBlock:
     sources: list[str | None]
     records: int = 0  # records read for this block, good and bad (for the progress bar)
     key: list[str] = field(default_factory=list)
+    # Problems found reading the block, until they are handed to an ImportReport.
+    errors: list[RowProblem] = field(default_factory=list)
+    warnings: list[RowProblem] = field(default_factory=list)
+
+    def hand_problems_to(self, report: ImportReport) -> None:
+        report.errors.extend(self.errors)
+        report.warnings.extend(self.warnings)
+        self.errors, self.warnings = [], []
 
     def __len__(self) -> int:
         return len(self.line)
@@ -303,10 +314,10 @@ def _dict_row(header: list[str], record: list[str]) -> dict[str | None, str | No
 
 def _check_block(
     header: list[str], records: list[list[str]], lines: list[int], vocabulary: Vocabulary,
-    tag_cache: dict, report: ImportReport,
+    tag_cache: dict,
 ) -> RowBlock:
     """Validate one block of records column by column; rows the column checks cannot vouch
-    for go through :func:`parse_row`. Problems are added to ``report`` in line order."""
+    for go through :func:`parse_row`. Problems are kept on the block, in line order."""
     index = {name: i for i, name in enumerate(header)}  # a repeated name: the last one, as
     regular = [i for i, r in enumerate(records) if len(r) == len(header)]  # DictReader does
     columns = list(zip(*(records[i] for i in regular), strict=True)) if regular else []
@@ -416,9 +427,9 @@ def _check_block(
     block.key = identity_keys(block.kind, block.title, [
         artist or director or "" for artist, director in zip(block.artist, block.director,
                                                              strict=True)])
-    report.errors.extend(p for _, p in problems)
-    report.warnings.extend(_unknown_tags(line, u)
-                           for line, u in zip(block.line, unknown, strict=True) if u)
+    block.errors = [p for _, p in problems]
+    block.warnings = [_unknown_tags(line, u)
+                      for line, u in zip(block.line, unknown, strict=True) if u]
     return block
 
 
@@ -448,11 +459,20 @@ def _unknown_tags(line: int, unknown: tuple[str, ...]) -> RowProblem:
 
 
 def read_blocks(
-    text_lines: Iterable[str], vocabulary: Vocabulary, report: ImportReport,
+    text_lines: Iterable[str], vocabulary: Vocabulary, report: ImportReport | None,
     *, block_rows: int = BLOCK_ROWS,
 ) -> Iterator[RowBlock]:
     """Parse CSV text in blocks of ``block_rows`` records; the same rows, errors and warnings
-    as :func:`read_rows`, checked column by column."""
+    as :func:`read_rows`, checked column by column. Each block's problems go to ``report``
+    as it is yielded (with no report, they stay on the block)."""
+    for block in _read_blocks(text_lines, vocabulary, block_rows):
+        if report is not None:
+            block.hand_problems_to(report)
+        yield block
+
+
+def _read_blocks(text_lines: Iterable[str], vocabulary: Vocabulary,
+                 block_rows: int) -> Iterator[RowBlock]:
     reader = csv.reader(text_lines)
     header = next(reader, [])
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
@@ -469,10 +489,10 @@ def read_blocks(
         records.append(record)
         lines.append(reader.line_num)
         if len(records) >= block_rows:
-            yield _check_block(header, records, lines, vocabulary, tag_cache, report)
+            yield _check_block(header, records, lines, vocabulary, tag_cache)
             records, lines = [], []
     if records:
-        yield _check_block(header, records, lines, vocabulary, tag_cache, report)
+        yield _check_block(header, records, lines, vocabulary, tag_cache)
 
 
 ITEM_FIELDS = ("kind", "title", "artist", "director", "year", "duration_s",
@@ -579,6 +599,7 @@ def _store_block(
     holds every stored identity key (and is kept up to date)."""
     items = CatalogItem.__table__
     tags = ItemTag.__table__
+    block.hand_problems_to(report)
     last: dict[str, int] = {}
     for i, key in enumerate(block.key):
         if key in last:
@@ -592,10 +613,12 @@ def _store_block(
     stamp = writer.timestamp(now)
     new_items: list[tuple] = []
     new_tags: list[tuple] = []
+    # Sorted, so the primary-key index is written in one sweep per block.
+    fresh_ids = iter(sorted(new_ids(len(last) - len(existing))))
     for key, i in last.items():
         stored = existing.get(key)
         if stored is None:
-            item_id = new_id()
+            item_id = next(fresh_ids)
             new_items.append((
                 item_id, key, block.kind[i], block.title[i], block.artist[i], block.director[i],
                 block.year[i], block.duration_s[i], block.duration_estimated[i],
@@ -615,9 +638,6 @@ def _store_block(
             db.execute(delete(tags).where(tags.c.item_id == stored["id"]))
             new_tags.extend((stored["id"], t, p) for p, t in enumerate(row.tags))
         report.updated += 1
-    # In id order: the primary-key index is then written in one sweep per block.
-    new_items.sort()
-    new_tags.sort()
     writer.insert(items, _INSERT_COLUMNS, new_items)
     writer.insert(tags, ("item_id", "tag", "position"), new_tags)
     report.added += len(new_items)
@@ -679,16 +699,68 @@ def import_rows(
     return import_blocks(db, blocks(), report)
 
 
+def _read_ahead(blocks: Iterator[RowBlock], depth: int = 2) -> Iterator[RowBlock]:
+    """``blocks``, read on a thread of their own while the caller stores the ones before
+    (SQLite and the database drivers let go of the GIL while they write). Each block keeps
+    its problems, so the report gets them in file order. Stops the reader when the caller
+    stops early."""
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def hand_over(item) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for block in blocks:
+                if not hand_over(block):
+                    return
+            hand_over(done)
+        except BaseException as exc:  # handed to the caller, raised there
+            hand_over(exc)
+
+    reader = threading.Thread(target=read, name="catalogue-reader", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item = ready.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        reader.join()
+
+
 def import_csv(
     db: Session,
     source: Path | str | io.TextIOBase,
     *,
     vocabulary: Vocabulary | None = None,
     progress: bool = False,
+    block_rows: int = BLOCK_ROWS,
 ) -> ImportReport:
-    """Import a catalogue CSV file (a path or an open text stream) and commit."""
+    """Import a catalogue CSV file (a path or an open text stream) and commit. A file is read
+    and checked on a second thread while the blocks before are stored."""
     vocabulary = vocabulary or default_vocabulary()
     report = ImportReport()
+    with collector_paused():
+        _import_source(db, source, vocabulary, report, progress, block_rows)
+    db.commit()
+    return report
+
+
+def _import_source(db: Session, source: Path | str | io.TextIOBase, vocabulary: Vocabulary,
+                   report: ImportReport, progress: bool, block_rows: int) -> None:
     if isinstance(source, (str, Path)):
         path = Path(source)
         with path.open("rb") as fh:
@@ -696,12 +768,13 @@ def import_csv(
         bar = tqdm(total=total, unit="rows", desc=f"importing {path.name}") if progress else None
         try:
             with path.open(newline="", encoding="utf-8-sig") as fh:
-                import_blocks(db, read_blocks(fh, vocabulary, report), report,
-                              expected_rows=total, progress=bar)
+                blocks = _read_ahead(read_blocks(fh, vocabulary, None, block_rows=block_rows))
+                try:
+                    import_blocks(db, blocks, report, expected_rows=total, progress=bar)
+                finally:
+                    blocks.close()  # the reader stops before the file closes
         finally:
             if bar is not None:
                 bar.close()
     else:
-        import_blocks(db, read_blocks(source, vocabulary, report), report)
-    db.commit()
-    return report
+        import_blocks(db, read_blocks(source, vocabulary, report, block_rows=block_rows), report)
