@@ -10,6 +10,7 @@ client: a fixed number of requests, a few at a time) and prints a table:
 
 Run:  .venv/bin/python benchmarks/scale.py --sizes 10000,100000,1000000
 Also: .venv/bin/python benchmarks/scale.py --rank-only   (in-process ranking micro-benchmark)
+      .venv/bin/python benchmarks/scale.py --import-only --sizes 100000,1000000   (import alone)
 """
 
 from __future__ import annotations
@@ -250,6 +251,33 @@ def bench_size(n: int, workdir: Path, requests_n: int, concurrency: int,
     }
 
 
+def import_only(n: int, workdir: Path) -> dict:
+    """``goodcry catalog import`` of ``n`` rows into a fresh store (bundled catalogue and
+    content model in it first, as in :func:`bench_size`): wall time, CPU time of the import
+    process, load average before and after."""
+    import resource
+
+    folder = workdir / f"n{n}"
+    folder.mkdir(parents=True, exist_ok=True)
+    csv_path = folder / "catalogue.csv"
+    if not csv_path.exists():
+        write_catalogue(csv_path, n)
+    db = folder / "goodcry.sqlite"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    env = {**os.environ, "GOODCRY_DATABASE_URL": f"sqlite:///{db}",
+           "GOODCRY_MATRIX_CACHE": str(folder / "matrices"), "PYTHONPATH": str(ROOT)}
+    log = folder / "log.txt"
+    run_cli(["train"], env, log)
+    load_before = os.getloadavg()[0]
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall = run_cli(["catalog", "import", str(csv_path)], env, log)
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
+    return {"items": n, "import_s": wall, "cpu_s": cpu, "load_before": load_before,
+            "load_after": os.getloadavg()[0]}
+
+
 def rank_only(n: int = 100_000, repeats: int = 50) -> None:
     """In-process: features, ranker and arc for one request over ``n`` candidates."""
     sys.path.insert(0, str(ROOT))
@@ -351,6 +379,8 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=1, help="threads per worker")
     parser.add_argument("--rank-only", action="store_true")
+    parser.add_argument("--import-only", action="store_true",
+                        help="time `goodcry catalog import` alone (wall, CPU, load)")
     parser.add_argument("--profile", type=Path, default=None,
                         help="a size folder of an earlier run (e.g. WORKDIR/n100000)")
     args = parser.parse_args()
@@ -364,6 +394,10 @@ def main() -> None:
     print(f"work folder: {workdir}; machine: {os.cpu_count()} cores, "
           f"{psutil.virtual_memory().total / 2**30:.0f} GiB, load {os.getloadavg()[0]:.1f}",
           flush=True)
+    if args.import_only:
+        for n in (int(s) for s in args.sizes.split(",")):
+            print(json.dumps(import_only(n, workdir)), flush=True)
+        return
     rows = []
     for n in (int(s) for s in args.sizes.split(",")):
         row = bench_size(n, workdir, args.requests, args.concurrency, args.threads)

@@ -11,7 +11,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+from sklearn.feature_extraction.text import (
+    CountVectorizer,
+    TfidfTransformer,
+    TfidfVectorizer,
+)
 
 from recommender.catalog.identity import normalise_name, normalise_title
 from recommender.vocabulary import Vocabulary
@@ -108,10 +112,13 @@ class TextColumn:
 
     @classmethod
     def from_strings(cls, values: Sequence[str | None]) -> TextColumn:
-        encoded = [v.encode("utf-8") if isinstance(v, str) else b"" for v in values]
-        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-        np.cumsum([len(e) for e in encoded], out=offsets[1:])
-        return cls(np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets)
+        texts = [v if isinstance(v, str) else "" for v in values]
+        # Encoded once; a string's length in bytes is its length unless it is not ASCII.
+        lengths = np.fromiter((len(t) if t.isascii() else len(t.encode("utf-8")) for t in texts),
+                              dtype=np.int64, count=len(texts))
+        offsets = np.zeros(len(texts) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        return cls(np.frombuffer("".join(texts).encode("utf-8"), dtype=np.uint8), offsets)
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -366,6 +373,74 @@ def build_item_matrix(
     )
 
 
+def _string_tokens(strings: Sequence[str], vectorizer: TfidfVectorizer):
+    """The tokens the vectoriser's analyser makes of each string, as (string index, token)
+    arrays: ASCII strings lower-cased and tokenised column by column (the analyser's accent
+    stripping leaves ASCII alone), the others through the analyser's own preprocessor."""
+    values = pd.Series(list(strings), dtype=object)
+    plain = values.map(str.isascii).to_numpy(dtype=bool)
+    text = values.str.lower()
+    if not plain.all():
+        text[~plain] = values[~plain].map(vectorizer.build_preprocessor())
+    tokens = text.str.findall(vectorizer.token_pattern).explode().dropna()
+    tokens = tokens[~tokens.isin(vectorizer.get_stop_words())]
+    return tokens.index.to_numpy(np.int64), tokens.to_numpy(dtype=object)
+
+
+def _fit_text_by_parts(
+    n: int, parts: Sequence[tuple[sp.csr_matrix, Sequence[str]]]
+) -> tuple[TfidfVectorizer, sp.csr_matrix]:
+    """The text vectoriser fitted on ``n`` documents made of parts, and their TF-IDF matrix.
+
+    Each part is an incidence matrix (documents x distinct strings: how often document i
+    holds string j) and the distinct strings. Document i is its strings joined by spaces;
+    as the analyser's tokens never span a space, its word counts are the sum of its strings'
+    counts, so each distinct string (a maker, a tag's words, a title) is tokenised once.
+    Vocabulary, idf and matrix are those ``_text_vectorizer().fit_transform(documents)``
+    gives; the vectoriser is an ordinary fitted ``TfidfVectorizer``.
+    """
+    vectorizer = _text_vectorizer()
+    pieces = [_string_tokens(strings, vectorizer) for _, strings in parts]
+    codes, terms = pd.factorize(np.concatenate([tokens for _, tokens in pieces]))
+    if not len(terms):
+        raise ValueError("empty vocabulary; perhaps the documents only contain stop words")
+    ordered = sorted(terms.tolist())
+    columns = pd.Index(ordered).get_indexer(terms)[codes]
+    counts = sp.csr_matrix((n, len(ordered)), dtype=vectorizer.dtype)
+    start = 0
+    for (incidence, strings), (rows, tokens) in zip(parts, pieces, strict=True):
+        in_strings = sp.csr_matrix(
+            (np.ones(len(rows), dtype=vectorizer.dtype),
+             (rows, columns[start:start + len(tokens)])),
+            shape=(len(strings), len(ordered)))
+        start += len(tokens)
+        counts = counts + sp.csr_matrix(incidence, dtype=vectorizer.dtype) @ in_strings
+    counts = sp.csr_matrix(counts)
+    counts.sum_duplicates()
+    counts.sort_indices()
+    transformer = TfidfTransformer(norm=vectorizer.norm, use_idf=vectorizer.use_idf,
+                                   smooth_idf=vectorizer.smooth_idf,
+                                   sublinear_tf=vectorizer.sublinear_tf).fit(counts)
+    vectorizer.vocabulary_ = dict(zip(ordered, range(len(ordered)), strict=True))
+    vectorizer.fixed_vocabulary_ = False
+    vectorizer.idf_ = transformer.idf_
+    return vectorizer, sp.csr_matrix(transformer.transform(counts, copy=False))
+
+
+def _strings(column: pd.Series) -> list:
+    """A column's values as a list (missing ones not str), without iterating pandas' own
+    string array in Python."""
+    return column.to_numpy(dtype=object).tolist()
+
+
+def _incidence(n: int, rows: np.ndarray, codes: np.ndarray, width: int) -> sp.csr_matrix:
+    """Documents x strings, 1 where document ``rows[k]`` holds string ``codes[k]``
+    (``codes`` < 0: nothing)."""
+    keep = codes >= 0
+    return sp.csr_matrix((np.ones(int(keep.sum()), dtype=np.float32),
+                          (rows[keep], codes[keep])), shape=(n, width))
+
+
 def build_item_matrix_from_frames(
     items: pd.DataFrame, tags: pd.DataFrame, vocabulary: Vocabulary, revision: int = 0
 ) -> ItemMatrix:
@@ -373,62 +448,71 @@ def build_item_matrix_from_frames(
 
     ``items`` has the item columns (``id, identity_key, kind, title, artist, director, year,
     duration_s, intensity, aftercare, spotify_uri``), ``tags`` has ``item_id, tag,
-    position``. Rows are ordered by id. Vectorised throughout, apart from the text
-    vectoriser itself.
+    position``. Rows are ordered by id. Vectorised throughout; the text vectoriser is fitted
+    from each distinct title, maker and tag once (:func:`_fit_text_by_parts`).
     """
-    items = items.sort_values("id", kind="stable").reset_index(drop=True)
     n = len(items)
+    # Ordered by id (as bytes: the ids are ASCII), sorted by numpy rather than pandas.
+    ids = np.array(_strings(items["id"]), dtype="S") if n else np.zeros(0, dtype="S16")
+    order = np.argsort(ids, kind="stable")
+    ids = ids[order]
+    items = items.take(order).reset_index(drop=True)
     row_of = pd.Index(items["id"]).get_indexer(tags["item_id"])
     tags = tags.assign(row=row_of)
-    tags = tags[tags["row"] >= 0].sort_values(["row", "position"], kind="stable")
+    tags = tags[tags["row"] >= 0]
+    tags = tags.take(np.lexsort((tags["position"].to_numpy(), tags["row"].to_numpy())))
     tag_rows = tags["row"].to_numpy(np.int64)
+    tag_codes, tag_names = pd.factorize(tags["tag"].to_numpy(dtype=object))
+    # Where each item's tags start and end in ``tags``.
+    bounds = np.searchsorted(tag_rows, np.arange(n + 1))
 
     def tag_matrix(ids: Sequence[str]) -> sp.csr_matrix:
-        col = tags["tag"].map({t: j for j, t in enumerate(ids)})
-        keep = col.notna().to_numpy()
+        column_of = {t: j for j, t in enumerate(ids)}
+        col = np.array([column_of.get(t, -1) for t in tag_names], dtype=np.int64)[tag_codes]
+        keep = col >= 0
         return sp.csr_matrix(
-            (np.ones(int(keep.sum()), dtype=np.float32),
-             (tag_rows[keep], col[keep].to_numpy(np.int64))),
+            (np.ones(int(keep.sum()), dtype=np.float32), (tag_rows[keep], col[keep])),
             shape=(n, len(ids)), dtype=np.float32)
 
-    def per_item(values: pd.Series) -> pd.Series:
-        joined = values.groupby(tag_rows, sort=False).agg(" ".join)
-        return joined.reindex(range(n), fill_value="")
-
-    tag_words = {}
-    for tag in tags["tag"].unique():
+    tag_words = []
+    for tag in tag_names:
         words = [vocabulary.label(tag)]
         words += next((th.keywords for th in vocabulary.themes if th.id == tag), [])
-        tag_words[tag] = " ".join(words)
-    artist = items["artist"].fillna("")
-    director = items["director"].fillna("")
-    docs = (items["title"] + " " + artist + " " + director + " "
-            + per_item(tags["tag"].map(tag_words)).to_numpy())
-    vectorizer = _text_vectorizer()
-    text = (sp.csr_matrix(vectorizer.fit_transform(docs.tolist())) if n
-            else sp.csr_matrix((0, 0), dtype=np.float32))
-    joined_tags = (tags["tag"].groupby(tag_rows, sort=False).agg(";".join)
-                   .reindex(range(n), fill_value=""))
+        tag_words.append(" ".join(words))
+    all_rows = np.arange(n, dtype=np.int64)
+    parts = []
+    titles = _strings(items["title"])  # (nearly) one per item: not worth counting
+    parts.append((_incidence(n, all_rows, all_rows, n), titles))
+    for column in ("artist", "director"):
+        codes, strings = pd.factorize(items[column].to_numpy(dtype=object))
+        parts.append((_incidence(n, all_rows, codes, len(strings)), list(strings)))
+    parts.append((_incidence(n, tag_rows, tag_codes, len(tag_names)), tag_words))
+    if n:
+        vectorizer, text = _fit_text_by_parts(n, parts)
+    else:
+        vectorizer, text = _text_vectorizer(), sp.csr_matrix((0, 0), dtype=np.float32)
+    tag_list = _strings(tags["tag"])
+    joined_tags = [";".join(tag_list[a:b]) for a, b in zip(bounds[:-1].tolist(),
+                                                           bounds[1:].tolist(), strict=True)]
     is_film = (items["kind"] == "film").to_numpy()
     aftercare = items["aftercare"].fillna(False).to_numpy(bool)
     duration = items["duration_s"].to_numpy(np.int64)
-    ids = np.array(items["id"].tolist(), dtype="S") if n else np.zeros(0, dtype="S16")
     # The identity key is "kind|normalised title|normalised maker" (no part holds a "|").
-    identity = items["identity_key"].str.split("|", n=2, expand=True) if n else None
-    title_key = identity[1].fillna("").tolist() if n else []
-    maker_key = identity[2].fillna("").tolist() if n else []
+    identity = [[*key.split("|", 2), "", ""] for key in _strings(items["identity_key"])]
+    title_key = [split[1] for split in identity]
+    maker_key = [split[2] for split in identity]
     makers, maker_names = maker_codes(maker_key)
     records = ItemRecords(ids, {
         "is_film": is_film,
-        "title": TextColumn.from_strings(items["title"].tolist()),
-        "artist": TextColumn.from_strings(items["artist"].tolist()),
-        "director": TextColumn.from_strings(items["director"].tolist()),
+        "title": TextColumn.from_strings(titles),
+        "artist": TextColumn.from_strings(_strings(items["artist"])),
+        "director": TextColumn.from_strings(_strings(items["director"])),
         "year": items["year"].fillna(0).to_numpy(np.int32),
         "duration_s": duration,
         "intensity": items["intensity"].to_numpy(np.int8),
         "aftercare": aftercare,
-        "tags": TextColumn.from_strings(joined_tags.tolist()),
-        "spotify_uri": TextColumn.from_strings(items["spotify_uri"].tolist()),
+        "tags": TextColumn.from_strings(joined_tags),
+        "spotify_uri": TextColumn.from_strings(_strings(items["spotify_uri"])),
         "maker_key": TextColumn.from_strings(maker_key),
         "title_key": TextColumn.from_strings(title_key),
     })

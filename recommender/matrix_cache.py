@@ -15,15 +15,16 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import pickle
 import shutil
 import time
 from pathlib import Path
 
-import joblib
 import numpy as np
 import scipy.sparse as sp
 from sqlalchemy.orm import Session
 
+from recommender.bulk_work import collector_paused
 from recommender.features import ItemIndex, ItemMatrix, ItemRecords, TextColumn
 from recommender.paths import PROJECT_ROOT
 from recommender.store.catalog import catalog_generation, catalog_revision, item_frames
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 PERSIST_MIN_ITEMS = 20_000
 # Artefacts of other generations untouched for this long are removed.
 STALE_AFTER_S = 24 * 3600
-FORMAT = "2"
+FORMAT = "3"  # 3: the vectoriser pickled with the standard (C) pickler
 
 _ARRAYS = ("intensity", "duration_s", "is_film", "aftercare", "maker", "has_suicide_theme")
 _SPARSE = ("moods", "themes", "text")
@@ -90,11 +91,18 @@ def save_matrix(matrix: ItemMatrix, directory: Path) -> None:
     names = TextColumn.from_strings(list(matrix.maker_names))
     np.save(tmp / "maker_names.data.npy", names.data)
     np.save(tmp / "maker_names.offsets.npy", names.offsets)
-    joblib.dump(matrix.vectorizer, tmp / "vectorizer.joblib")
+    # The standard pickler: joblib's pure-Python one takes seconds on a large vocabulary.
+    with open(tmp / "vectorizer.pickle", "wb") as fh:
+        pickle.dump(matrix.vectorizer, fh, protocol=pickle.HIGHEST_PROTOCOL)
     (tmp / "revision").write_text(str(matrix.revision))
     (tmp / "format").write_text(FORMAT)
     shutil.rmtree(directory, ignore_errors=True)
     os.replace(tmp, directory)
+
+
+def _load_vectorizer(path: Path):
+    with open(path, "rb") as fh:  # our own artefact, written by save_matrix
+        return pickle.load(fh)
 
 
 def load_matrix(directory: Path) -> ItemMatrix:
@@ -119,7 +127,7 @@ def load_matrix(directory: Path) -> ItemMatrix:
         moods=_load_sparse(directory, "moods"),
         themes=_load_sparse(directory, "themes"),
         text=_load_sparse(directory, "text"),
-        vectorizer=joblib.load(directory / "vectorizer.joblib"),
+        vectorizer=_load_vectorizer(directory / "vectorizer.pickle"),
         revision=int((directory / "revision").read_text()),
         text_by_term=_load_sparse(directory, "text_by_term", sp.csc_matrix),
         maker_names=TextColumn(arr("maker_names.data"), arr("maker_names.offsets")),
@@ -132,8 +140,9 @@ def build_from_store(db: Session, vocabulary: Vocabulary) -> ItemMatrix:
     from recommender.features import build_item_matrix_from_frames
 
     revision = catalog_revision(db)
-    items, tags = item_frames(db)
-    return build_item_matrix_from_frames(items, tags, vocabulary, revision)
+    with collector_paused():
+        items, tags = item_frames(db)
+        return build_item_matrix_from_frames(items, tags, vocabulary, revision)
 
 
 def _prune(cache_dir: Path, keep: str) -> None:

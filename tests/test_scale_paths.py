@@ -63,6 +63,47 @@ def test_bulk_load_builds_the_same_matrix_as_the_records(db):
     assert from_frames.index.get("no-such-item") is None and "nope" not in from_frames.index
 
 
+def test_text_fitted_by_parts_equals_fitting_the_whole_documents():
+    """The matrix build tokenises each distinct title, maker and tag once; the vectoriser
+    and matrix must be those of fitting the joined documents."""
+    import pandas as pd
+
+    from recommender.features import _text_vectorizer, item_document
+
+    vocabulary = default_vocabulary()
+    rows = [("a1", "song", "The Rain Song no. 12", "Café Tacvba", None, ("grief", "loss_parent")),
+            ("a2", "song", "Ünïcode – Remastered (feat. X)", "Beyoncé", None, ("hope",)),
+            ("a3", "film", "The and of a", None, "Agnès Varda", ()),
+            ("a4", "song", "ΟΔΥΣΣΕΑΣ Σ", "Café Tacvba", None, ("grief", "odd free tag")),
+            ("a5", "film", "Rain, rain; RAIN!", None, "Director 7", ("loss_parent",)),
+            ("a6", "song", "x", "y", None, ("nostalgia", "grief"))]
+    items = pd.DataFrame({
+        "id": [r[0] for r in rows], "identity_key": [f"{r[1]}|t{i}|m" for i, r in
+                                                     enumerate(rows)],
+        "kind": [r[1] for r in rows], "title": [r[2] for r in rows],
+        "artist": [r[3] for r in rows], "director": [r[4] for r in rows],
+        "year": [2000] * len(rows), "duration_s": [200] * len(rows),
+        "intensity": [3] * len(rows), "aftercare": [False] * len(rows),
+        "spotify_uri": [None] * len(rows)})
+    tags = pd.DataFrame([(r[0], t, p) for r in rows for p, t in enumerate(r[5])],
+                        columns=["item_id", "tag", "position"])
+    matrix = build_item_matrix_from_frames(items, tags, vocabulary)
+    records = [ItemRecord(id=r[0], kind=r[1], title=r[2], artist=r[3], director=r[4],
+                          year=2000, duration_s=200, intensity=3, aftercare=False, tags=r[5])
+               for r in rows]
+    whole = _text_vectorizer()
+    expected = whole.fit_transform([item_document(r, vocabulary) for r in records])
+    assert matrix.vectorizer.vocabulary_ == whole.vocabulary_
+    assert np.array_equal(matrix.vectorizer.idf_, whole.idf_)
+    assert matrix.vectorizer.idf_.dtype == whole.idf_.dtype
+    assert (abs(matrix.text - expected) > 1e-7).nnz == 0
+    for words in ("the rain song", "Beyoncé café", "odysseas σ", "loss of a parent"):
+        assert (abs(query_vector(matrix.vectorizer, words)
+                    - query_vector(whole, words)) > 1e-7).nnz == 0
+        assert (abs(matrix.vectorizer.transform([words]) - whole.transform([words]))
+                > 1e-7).nnz == 0
+
+
 def test_artefact_round_trip_and_a_new_one_after_the_catalogue_changes(db, tmp_path):
     vocabulary = default_vocabulary()
     first = cached_matrix(db, vocabulary, tmp_path, persist_min_items=0)

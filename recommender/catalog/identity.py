@@ -62,6 +62,25 @@ def _squash(text: str) -> str:
     return _LEADING_ARTICLE.sub("", text)
 
 
+# Folded text made only of these, with no "feat"/"ft." credit, has no credit or edition
+# suffix to drop and nothing but dots and apostrophes to squash: most titles and names.
+_PLAIN = re.compile(r"[a-z0-9 .'`]*")
+_ARTICLES = frozenset({"the", "a", "an"})
+
+
+def _is_plain(folded: str) -> bool:
+    return _PLAIN.fullmatch(folded) is not None and "feat" not in folded and "ft." not in folded
+
+
+def _squash_plain(folded: str) -> str:
+    """:func:`_squash` of plain text (see ``_PLAIN``), without the regular expressions: a
+    bulk import normalises a million titles."""
+    words = folded.replace(".", "").replace("'", "").replace("`", "").split()
+    if len(words) > 1 and words[0] in _ARTICLES:
+        del words[0]
+    return " ".join(words)
+
+
 def normalise_title(title: str) -> str:
     """The comparable form of a song or film title.
 
@@ -69,6 +88,8 @@ def normalise_title(title: str) -> str:
     'boys of summer'
     """
     text = _fold(title or "").strip()
+    if _is_plain(text):
+        return _squash_plain(text)
     text = _drop_edition_suffixes(_drop_featuring(text))
     return _squash(text)
 
@@ -79,8 +100,10 @@ def normalise_name(name: str) -> str:
     >>> normalise_name("Mark Ronson feat. Bruno Mars")
     'mark ronson'
     """
-    text = _drop_featuring(_fold(name or "").strip())
-    return _squash(text)
+    text = _fold(name or "").strip()
+    if _is_plain(text):
+        return _squash_plain(text)
+    return _squash(_drop_featuring(text))
 
 
 def identity_key(kind: str, title: str, name: str) -> str:

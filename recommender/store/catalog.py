@@ -95,23 +95,35 @@ def catalog_generation(db: Session) -> str | None:
     return value.value if value else None
 
 
+def _frame(db: Session, stmt) -> pd.DataFrame:
+    """The rows of ``stmt`` as a frame, fetched with the driver's own cursor: SQLAlchemy's
+    row objects cost more than the query itself at a million rows."""
+    conn = db.connection()
+    sql = stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(str(sql))
+        columns = [c[0] for c in cursor.description]
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
+    return pd.DataFrame.from_records(rows, columns=columns, coerce_float=False)
+
+
 def item_frames(db: Session) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The shared catalogue as two column frames (items; their tags in order), in bulk.
 
-    One SQLAlchemy Core query each, no ORM objects: fit for a million items.
+    One query each, no ORM objects or SQLAlchemy rows: fit for a million items.
     """
     items = CatalogItem.__table__
     tags = ItemTag.__table__
-    conn = db.connection()
-    item_frame = pd.read_sql(
-        select(items.c.id, items.c.identity_key, items.c.kind, items.c.title, items.c.artist,
-               items.c.director, items.c.year, items.c.duration_s, items.c.intensity,
-               items.c.aftercare, items.c.spotify_uri).where(items.c.shared.is_(True)),
-        conn,
-    )
-    tag_frame = pd.read_sql(
-        select(tags.c.item_id, tags.c.tag, tags.c.position), conn,
-    )
+    item_frame = _frame(db, select(
+        items.c.id, items.c.identity_key, items.c.kind, items.c.title, items.c.artist,
+        items.c.director, items.c.year, items.c.duration_s, items.c.intensity,
+        items.c.aftercare, items.c.spotify_uri).where(items.c.shared.is_(True)))
+    # SQLite hands booleans back as 0/1.
+    item_frame["aftercare"] = item_frame["aftercare"].astype(bool)
+    tag_frame = _frame(db, select(tags.c.item_id, tags.c.tag, tags.c.position))
     return item_frame, tag_frame
 
 
