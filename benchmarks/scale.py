@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import http.client
 import json
 import os
 import random
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -118,6 +120,41 @@ def server_cpu_s(server_pid: int) -> float:
     return total
 
 
+class Loopback:
+    """A plain HTTP/1.1 client on one connection, opened again when the server closes it
+    (sync workers close after each answer): the timed calls cost the load process, which
+    shares the machine's cores with the server, as little CPU as they can."""
+
+    def __init__(self, base: str):
+        address = urllib.parse.urlsplit(base)
+        self.host, self.port = address.hostname, address.port
+        self.connection: http.client.HTTPConnection | None = None
+
+    def call(self, method: str, path: str, body: dict | None = None,
+             token: str | None = None) -> tuple[int, bytes]:
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        data = json.dumps(body).encode() if body is not None else None
+        reused = self.connection is not None
+        if self.connection is None:
+            self.connection = http.client.HTTPConnection(self.host, self.port, timeout=120)
+        try:
+            self.connection.request(method, path, body=data, headers=headers)
+            answer = self.connection.getresponse()
+            payload = answer.read()
+        except (ConnectionError, http.client.HTTPException):
+            self.connection.close()
+            self.connection = None
+            if not reused:
+                raise
+            return self.call(method, path, body, token)  # a kept-alive connection had gone
+        if answer.will_close:
+            self.connection.close()
+            self.connection = None
+        return answer.status, payload
+
+
 def load_client(base: str, n_requests: int, concurrency: int, seed: int,
                 server_pid: int | None = None) -> dict:
     """Runs in its own process: register people, then time sessions and /healthz.
@@ -143,20 +180,28 @@ def load_client(base: str, n_requests: int, concurrency: int, seed: int,
             local.s = requests.Session()
         return local.s
 
+    def loopback() -> Loopback:
+        if not hasattr(local, "loopback"):
+            local.loopback = Loopback(base)
+        return local.loopback
+
     def session_call(i: int) -> float:
         body = {k: v for k, v in bodies[i].items() if v is not None}
         started = time.perf_counter()
-        answer = http().post(f"{base}/api/v1/sessions", json=body, timeout=120,
-                             headers={"Authorization": f"Bearer {tokens[i % len(tokens)]}"})
+        status, payload = loopback().call("POST", "/api/v1/sessions", body,
+                                          tokens[i % len(tokens)])
         took = time.perf_counter() - started
-        if answer.status_code != 201:
-            raise RuntimeError(f"session request failed: {answer.status_code} {answer.text}")
+        if status != 201:
+            raise RuntimeError(f"session request failed: {status} {payload[:300]!r}")
         return took
 
     def health_call(_i: int) -> float:
         started = time.perf_counter()
-        http().get(f"{base}/healthz", timeout=30).raise_for_status()
-        return time.perf_counter() - started
+        status, payload = loopback().call("GET", "/healthz")
+        took = time.perf_counter() - started
+        if status != 200:
+            raise RuntimeError(f"/healthz failed: {status} {payload[:300]!r}")
+        return took
 
     def rated_session(i: int) -> None:
         """A session the person then rates, as someone who has used goodcry a while."""
