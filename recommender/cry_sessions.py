@@ -149,14 +149,13 @@ class FeedbackInput:
 
 
 def _history(db: Session, user_id: str, *, with_shown: bool
-             ) -> tuple[tastes.Stats, list[float] | None, set[str], set[str] | None]:
-    """A person's learned taste and blend (from the database), their bans, and the items
-    they were shown (only read when ``with_shown``: a ``discover`` request lifts the
-    never-shown)."""
-    stats, blend = tastes.load_taste(db, user_id)
+             ) -> tuple[tastes.Stats, set[str], set[str] | None]:
+    """A person's learned taste (from the database), their bans, and the items they were
+    shown (only read when ``with_shown``: a ``discover`` request lifts the never-shown)."""
+    stats = tastes.load_stats(db, user_id)
     bans = set(db.scalars(_BANS_OF, {"user": user_id}))
     shown = _shown_among(db, user_id) if with_shown else None
-    return stats, blend, bans, shown
+    return stats, bans, shown
 
 
 def _shown_among(db: Session, user_id: str, item_ids: Sequence[str] | None = None) -> set[str]:
@@ -177,7 +176,6 @@ class ScoredCatalogue:
     stats: tastes.Stats
     bans: set[str]
     shown: set[str] | None   # read only for ``discover``
-    features: np.ndarray      # per row, the PAIR_FEATURES with the mean taste
 
 
 def score_catalogue(
@@ -188,14 +186,10 @@ def score_catalogue(
 
     The person's taste enters as features (their posterior taste for the item's themes,
     moods, maker, era, kind and the item itself), Thompson-sampled unless the request asks
-    for ``familiar``; ``discover`` also lifts items the person was never shown. The shared
-    coefficients are weighed by the person's blend (:func:`tastes.blended_coefficients`),
-    once their reactions have fitted one.
+    for ``familiar``; ``discover`` also lifts items the person was never shown.
     """
     vec = vec if vec is not None else ranking_vector(request, matrix, vocabulary)
-    stats, blend, bans, shown = _history(db, user_id,
-                                         with_shown=request.exploration == "discover")
-    coef = tastes.blended_coefficients(ranker.coef_[-1], blend)
+    stats, bans, shown = _history(db, user_id, with_shown=request.exploration == "discover")
     mean_taste = tastes.taste_features(matrix, tastes.deviation(matrix, stats))
     X = pair_features(matrix, vec, taste=mean_taste)
     if request.exploration == "familiar" or (not stats and request.exploration == "balanced"):
@@ -203,8 +197,8 @@ def score_catalogue(
     else:
         drawn = tastes.deviation(matrix, stats, exploration=request.exploration, rng=rng)
         X_drawn = pair_features(matrix, vec, taste=tastes.taste_features(matrix, drawn))
-    scores = ranker.score_items(X_drawn, coef).astype(np.float64)
-    explored = scores - ranker.score_items(X, coef)
+    scores = ranker.score_items(X_drawn).astype(np.float64)
+    explored = scores - ranker.score_items(X)
     noise = EXPLORATION_NOISE.get(request.exploration, 0.05)
     if noise:
         scores += rng.gumbel(0.0, noise, size=len(scores))
@@ -214,8 +208,7 @@ def score_catalogue(
         unseen = ~np.isin(ids, np.array([i.encode("utf-8") for i in shown], dtype="S"))
         scores += DISCOVER_UNSEEN_BONUS * unseen
         explored += DISCOVER_UNSEEN_BONUS * unseen
-    return ScoredCatalogue(scores, ranker.contributions(X, coef), explored, vec, stats, bans,
-                           shown, X)
+    return ScoredCatalogue(scores, ranker.contributions(X), explored, vec, stats, bans, shown)
 
 
 JOURNAL_SCREEN_WINDOW = timedelta(hours=24)
@@ -381,8 +374,6 @@ def create_session_document(
                         vocabulary, scored.stats, float(scored.explored[placement.row]),
                         record.id not in shown, request.exploration),
             "score": float(placement.score),
-            "blend_inputs": tastes.blend_inputs(scored.features[placement.row],
-                                                ranker.coef_[-1]),
         })
     # Stored with Core inserts (one for the session, one executemany for its items); the
     # answer is built from these rows and the chosen items' stored facts, read in one go.
@@ -604,18 +595,16 @@ def store_feedback(db: Session, user_id: str, session_id: str,
 
 def update_taste(db: Session, stored: StoredFeedback) -> None:
     """The online update: the person's taste takes in the stored feedback (and lets go of
-    what that session's earlier feedback added), their blend is refitted from all their
-    stored reactions (:func:`tastes.fit_blend`), then everything is committed, so their
+    what that session's earlier feedback added), then everything is committed, so their
     next session reflects it at once."""
     def rated(pairs) -> list[tastes.RatedItem]:
         return [tastes.RatedItem(stored.keys[item_id], reaction)
                 for item_id, reaction in pairs if item_id in stored.keys]
 
-    row = tastes.apply_feedback(
+    tastes.apply_feedback(
         db, stored.user_id, previous=rated(stored.previous),
         previous_weight=stored.previous_weight, current=rated(stored.current),
         current_weight=stored.current_weight)
-    row.blend = tastes.fit_blend(db, stored.user_id)
     db.commit()
 
 

@@ -204,20 +204,13 @@ class CryRanker(ClassifierMixin, BaseEstimator):
             return X
         return validate_data(self, X, reset=False, dtype=np.float64)
 
-    def score_items(self, X, coef=None) -> np.ndarray:
-        """The ranking score for each row: higher means more likely to move the person.
-
-        ``coef`` replaces the fitted coefficients (a person's blend of them, see
-        :func:`recommender.tastes.blended_coefficients`); None uses the fitted ones.
-        """
+    def score_items(self, X) -> np.ndarray:
+        """The ranking score for each row: higher means more likely to move the person."""
         X = self._features(X)
-        coef = self.coef_[-1] if coef is None else np.asarray(coef)
         # In the features' own precision (float32 from the serving path: no float64 copy).
-        return X @ coef.astype(X.dtype) + X.dtype.type(self.intercept_[-1])
+        return X @ self.coef_[-1].astype(X.dtype) + X.dtype.type(self.intercept_[-1])
 
-    def contributions(self, X, coef=None) -> np.ndarray:
-        """Each feature's share of each row's score (coefficient times value); ``coef`` as
-        in :meth:`score_items`."""
+    def contributions(self, X) -> np.ndarray:
+        """Each feature's share of each row's score (coefficient times value)."""
         X = self._features(X)
-        coef = self.coef_[-1] if coef is None else np.asarray(coef)
-        return X * coef.astype(X.dtype)
+        return X * self.coef_[-1].astype(X.dtype)

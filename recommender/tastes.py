@@ -13,15 +13,6 @@ The state is one row per person (``person_tastes``), updated in place by
 :func:`apply_feedback` when feedback is recorded; feedback sent again first takes back what the
 earlier feedback for that session added, so nothing is counted twice. Any worker reads the same
 row, so a person's next session reflects their last feedback at once.
-
-The same row holds the person's *blend* (:func:`fit_blend`): their own weights over what the
-shared model's score is made of, its content part (how well the item matches what was asked
-for) and each taste feature's part. Every served item keeps those parts
-(``session_items.blend_inputs``, :func:`blend_inputs`); on feedback a small logistic
-regression over them is refitted from the person's reactions, with a Gaussian prior centred on
-the shared model (every weight 1). So each person learns how much the asked-for match, against
-their own history, predicts what moves them; with no reactions they are served exactly as the
-shared model serves them.
 """
 
 from __future__ import annotations
@@ -32,19 +23,17 @@ from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.special import expit
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from recommender.features import (
-    CONTENT_FEATURES,
     TASTE_GROUPS,
     ItemMatrix,
     item_eras,
     item_title_keys,
     taste_attribute_table,
 )
-from recommender.store.models import Feedback, PersonTaste, Reaction, SessionItem, utcnow
+from recommender.store.models import PersonTaste, utcnow
 from recommender.vocabulary import Vocabulary, default_vocabulary
 
 REWARD = {"cried": 1.0, "moved": 0.7, "neutral": 0.2, "skipped": 0.0, "never_again": 0.0}
@@ -102,133 +91,14 @@ def load_stats(db: Session, user_id: str) -> Stats:
     return dict(stats) if stats else {}
 
 
-_TASTE_OF = (select(PersonTaste.__table__.c.stats, PersonTaste.__table__.c.blend)
-             .where(PersonTaste.__table__.c.user_id == bindparam("user")))
-
-
-def load_taste(db: Session, user_id: str) -> tuple[Stats, list[float] | None]:
-    """The person's reaction statistics and their blend weights (None: the shared model's)."""
-    row = db.execute(_TASTE_OF, {"user": user_id}).first()
-    if row is None:
-        return {}, None
-    return (dict(row.stats) if row.stats else {}), (list(row.blend) if row.blend else None)
-
-
-# The blend: what the shared score is made of, and each person's own weights over it.
-BLEND_PARTS = ("content", *TASTE_GROUPS)
-# How far a person's weight may stray from the shared model's (1) before their reactions
-# must say so: the prior's standard deviation per weight.
-BLEND_PRIOR_SD = 1.0
-
-
-def blend_inputs(features: np.ndarray, coef: np.ndarray) -> list[float]:
-    """What an item's shared score is made of, one value per :data:`BLEND_PARTS`: the
-    content features' summed share (coefficient times value), then each taste feature's."""
-    parts = np.asarray(features, dtype=np.float64) * np.asarray(coef, dtype=np.float64)
-    nc = len(CONTENT_FEATURES)
-    return [round(float(parts[:nc].sum()), 5), *(round(float(v), 5) for v in parts[nc:])]
-
-
-def blended_coefficients(coef: np.ndarray, blend: Sequence[float] | None) -> np.ndarray:
-    """The shared model's coefficients as this person weighs them (unchanged without a
-    blend): the content coefficients scaled by the person's content weight, each taste
-    coefficient by their weight for it."""
-    if not blend:
-        return coef
-    w = np.asarray(blend, dtype=np.float64)
-    out = np.array(coef, dtype=np.float64)
-    nc = len(CONTENT_FEATURES)
-    out[:nc] *= w[0]
-    out[nc:] *= w[1:]
-    return out
-
-
-_REACTIONS, _SERVED, _FEEDBACK = Reaction.__table__, SessionItem.__table__, Feedback.__table__
-_BLEND_DATA = (
-    select(_REACTIONS.c.reaction, _SERVED.c.blend_inputs, _FEEDBACK.c.catharsis,
-           _FEEDBACK.c.mood_before, _FEEDBACK.c.mood_after)
-    .select_from(_REACTIONS.join(_SERVED, (_SERVED.c.session_id == _REACTIONS.c.session_id)
-                                 & (_SERVED.c.item_id == _REACTIONS.c.item_id))
-                 .outerjoin(_FEEDBACK, _FEEDBACK.c.session_id == _REACTIONS.c.session_id))
-    .where(_REACTIONS.c.user_id == bindparam("user"), _SERVED.c.blend_inputs.is_not(None))
-    .order_by(_SERVED.c.id)
-)
-
-
-def fit_blend(db: Session, user_id: str) -> list[float] | None:
-    """The person's blend weights, fitted on all their stored reactions (None without any).
-
-    A logistic regression over each reaction's :func:`blend_inputs` on the graded targets
-    (``REWARD``), weighted as the taste statistics are (``WEIGHT`` times the session's
-    weight), with a free intercept and a Gaussian prior (sd ``BLEND_PRIOR_SD``) centred on 1
-    for every weight: the shared model. Refitted from what is stored, so feedback sent again
-    gives the same weights.
-    """
-    rows = db.execute(_BLEND_DATA, {"user": user_id}).all()
-    if not rows:
-        return None
-    Z = np.array([r.blend_inputs for r in rows], dtype=np.float64)
-    target = np.array([REWARD[r.reaction] for r in rows])
-    weight = np.array([WEIGHT[r.reaction] * session_weight(r.catharsis, r.mood_before,
-                                                           r.mood_after) for r in rows])
-    w = _fit_blend_weights(Z, target, weight)
-    # Only the proportions are the person's: a session is assembled from scores on the
-    # shared model's scale (the intensity penalty, the exploration jitter are absolute), so
-    # the weights are scaled to give the person's rated items the spread of scores the
-    # shared model gave them.
-    shared, blended = float(np.std(Z.sum(axis=1))), float(np.std(Z @ w))
-    if shared > 1e-9 and blended > 1e-9:
-        w = w * (shared / blended)
-    return [round(float(x), 6) for x in w]
-
-
-# The intercept (the person's base rate) is all but free: a weak prior (sd 10) only keeps it
-# finite for someone who reacted the same way to everything.
-_INTERCEPT_PRECISION = 0.01
-
-
-def _fit_blend_weights(Z: np.ndarray, target: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """MAP weights of the blend's logistic regression by Newton's method (a handful of
-    8 x 8 solves: well under a millisecond for hundreds of reactions)."""
-    n, k = Z.shape
-    A = np.column_stack([Z, np.ones(n)])
-    prior = np.concatenate([np.ones(k), [0.0]])
-    precision = np.concatenate([np.full(k, 1.0 / BLEND_PRIOR_SD ** 2), [_INTERCEPT_PRECISION]])
-
-    def loss(theta: np.ndarray) -> float:
-        z = A @ theta
-        d = theta - prior
-        return (float(weight @ (np.logaddexp(0.0, z) - target * z))
-                + 0.5 * float(d @ (precision * d)))
-
-    theta = prior.copy()
-    current = loss(theta)
-    for _ in range(50):
-        p = expit(A @ theta)
-        grad = A.T @ (weight * (p - target)) + precision * (theta - prior)
-        hess = (A.T * (weight * p * (1.0 - p))) @ A + np.diag(precision)
-        step = np.linalg.solve(hess, grad)
-        # Damped: halve the step until the loss goes down (the prior keeps it convex).
-        for _ in range(30):
-            candidate = loss(theta - step)
-            if candidate <= current:
-                break
-            step *= 0.5
-        theta -= step
-        improved, current = current - candidate, candidate
-        if float(np.max(np.abs(step))) < 1e-7 or improved < 1e-10:
-            break
-    return theta[:k]
-
-
 def apply_feedback(
     db: Session, user_id: str, *,
     previous: Sequence[RatedItem], previous_weight: float,
     current: Sequence[RatedItem], current_weight: float,
-) -> PersonTaste:
+) -> None:
     """Replace a session's earlier contribution to the person's taste with its new one.
 
-    Runs inside the caller's transaction (the caller commits). Returns the person's row.
+    Runs inside the caller's transaction (the caller commits).
     """
     row = db.scalar(select(PersonTaste).where(PersonTaste.user_id == user_id)
                     .with_for_update())
@@ -241,7 +111,6 @@ def apply_feedback(
     row.stats = {k: [round(x, 6) for x in v] for k, v in stats.items()}
     row.n_reactions = max(0, (row.n_reactions or 0) - len(previous)) + len(current)
     row.updated_at = utcnow()
-    return row
 
 
 # Up to this many catalogue items, a request's candidates have their taste attributes cut

@@ -214,10 +214,6 @@ class SessionItem(Base):
     )
     why: Mapped[str] = mapped_column(Text)
     score: Mapped[float] = mapped_column(Float, default=0.0)
-    # What the shared model's score was made of when the item was served (the content
-    # features' summed share, then each taste feature's share; recommender/tastes.py), which
-    # each person's blend is fitted on. None for items served before it was kept.
-    blend_inputs: Mapped[list | None] = mapped_column(JSON, nullable=True)
 
     session: Mapped[CrySession] = relationship(back_populates="items")
     item: Mapped[CatalogItem] = relationship()
@@ -345,9 +341,6 @@ class PersonTaste(Base):
     )
     stats: Mapped[dict] = mapped_column(JSON, default=dict)
     n_reactions: Mapped[int] = mapped_column(Integer, default=0)
-    # The person's own weights over what the shared score is made of (None: the shared
-    # model's combination; see recommender/tastes.py, fit_blend).
-    blend: Mapped[list | None] = mapped_column(JSON, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
