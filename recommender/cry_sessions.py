@@ -56,8 +56,7 @@ log = logging.getLogger(__name__)
 # building a statement costs more than SQLite takes to run these.
 _SESSIONS, _ITEMS = CrySession.__table__, SessionItem.__table__
 _BANS_OF = select(Ban.__table__.c.item_id).where(Ban.__table__.c.user_id == bindparam("user"))
-_SHOWN_TO = (select(_ITEMS.c.item_id).join(_SESSIONS, _SESSIONS.c.id == _ITEMS.c.session_id)
-             .where(_SESSIONS.c.user_id == bindparam("user")))
+_SHOWN_TO = select(_ITEMS.c.item_id).where(_ITEMS.c.user_id == bindparam("user"))
 _SHOWN_AMONG = _SHOWN_TO.where(_ITEMS.c.item_id.in_(bindparam("ids", expanding=True)))
 _JOURNAL_SINCE = (select(Feedback.__table__.c.note)
                   .where(Feedback.__table__.c.user_id == bindparam("user"),
@@ -383,7 +382,8 @@ def create_session_document(
     for slot, placement, prompt, record in zip(slots, plan.placements, prompts, chosen,
                                                strict=True):
         rows.append({
-            "session_id": session_id, "position": slot.position, "item_id": record.id,
+            "session_id": session_id, "user_id": user_id, "position": slot.position,
+            "item_id": record.id,
             "phase": placement.phase, "technique": prompt.technique,
             "prompt_text": prompt.text, "memory_id": prompt.memory_id,
             "why": _why(record, placement.phase, scored.contributions[placement.row], vec,

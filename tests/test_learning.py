@@ -201,3 +201,26 @@ def test_the_same_model_saved_twice_in_a_second_is_two_versions(db, rec):
     assert first != second
     assert learning.active_version_name(db) == second
     assert set(db.scalars(select(ModelVersion.version))) >= {first, second}
+
+
+def test_session_items_carry_their_person_for_the_shown_before_lookup(db, rec):
+    from recommender.cry_sessions import _shown_among
+    from recommender.store.models import CatalogItem, CrySession, SessionItem
+
+    user, other = person(db), person(db, "sam")
+    first = create_session(db, rec, user, SessionRequest(moods=("grief",)), seed=2)
+    # A session item made through the ORM gets its person from its session too.
+    item = db.scalars(select(CatalogItem)).first()
+    made = CrySession(user_id=other, model_version="x", request={}, moods=[],
+                      total_duration_s=1, care={})
+    made.items.append(SessionItem(position=1, item=item, phase="release", technique="listen",
+                                  prompt_text="", why=""))
+    db.add(made)
+    db.commit()
+    rows = db.execute(select(SessionItem.user_id, CrySession.user_id)
+                      .join(CrySession, CrySession.id == SessionItem.session_id)).all()
+    assert rows and all(mine == theirs for mine, theirs in rows)
+    shown = ids_of(first)
+    assert _shown_among(db, user, [*shown, "not-an-item"]) == set(shown)
+    assert _shown_among(db, other, shown) == ({item.id} & set(shown))
+    assert _shown_among(db, user) == set(shown)

@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    event,
     true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -220,11 +221,21 @@ class SessionItem(Base):
     )
     why: Mapped[str] = mapped_column(Text)
     score: Mapped[float] = mapped_column(Float, default=0.0)
+    # The session's person again, so "shown to them before?" is one probe of
+    # (user_id, item_id) rather than a walk through all their sessions.
+    user_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
     session: Mapped[CrySession] = relationship(back_populates="items")
     item: Mapped[CatalogItem] = relationship()
 
-    __table_args__ = (UniqueConstraint("session_id", "position"),)
+    __table_args__ = (UniqueConstraint("session_id", "position"),
+                      Index("ix_session_items_user_item", "user_id", "item_id"))
+
+
+@event.listens_for(SessionItem, "before_insert")
+def _item_carries_its_person(_mapper, _connection, item: SessionItem) -> None:
+    if item.user_id is None and item.session is not None:
+        item.user_id = item.session.user_id
 
 
 class Feedback(Base):
