@@ -247,8 +247,10 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.array(values) * 1000.0, q))
 
 
-def bench_size(n: int, workdir: Path, requests_n: int, concurrency: int,
-               threads: int = 1) -> dict:
+def fresh_store(n: int, workdir: Path) -> tuple[Path, dict, Path]:
+    """The size's folder with its catalogue CSV (written once) and an empty SQLite store
+    holding the bundled catalogue and the trained content model; returns the CSV, the
+    environment the CLI and server run with, and the log file."""
     folder = workdir / f"n{n}"
     folder.mkdir(parents=True, exist_ok=True)
     csv_path = folder / "catalogue.csv"
@@ -265,6 +267,12 @@ def bench_size(n: int, workdir: Path, requests_n: int, concurrency: int,
     # The content model is trained on the bundled catalogue first (training on a million
     # synthetic items is the model's own concern, not a session's).
     run_cli(["train"], env, log)
+    return csv_path, env, log
+
+
+def bench_size(n: int, workdir: Path, requests_n: int, concurrency: int,
+               threads: int = 1) -> dict:
+    csv_path, env, log = fresh_store(n, workdir)
     import_s = run_cli(["catalog", "import", str(csv_path)], env, log)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -302,18 +310,7 @@ def import_only(n: int, workdir: Path) -> dict:
     process, load average before and after."""
     import resource
 
-    folder = workdir / f"n{n}"
-    folder.mkdir(parents=True, exist_ok=True)
-    csv_path = folder / "catalogue.csv"
-    if not csv_path.exists():
-        write_catalogue(csv_path, n)
-    db = folder / "goodcry.sqlite"
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{db}{suffix}").unlink(missing_ok=True)
-    env = {**os.environ, "GOODCRY_DATABASE_URL": f"sqlite:///{db}",
-           "GOODCRY_MATRIX_CACHE": str(folder / "matrices"), "PYTHONPATH": str(ROOT)}
-    log = folder / "log.txt"
-    run_cli(["train"], env, log)
+    csv_path, env, log = fresh_store(n, workdir)
     load_before = os.getloadavg()[0]
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     wall = run_cli(["catalog", "import", str(csv_path)], env, log)
