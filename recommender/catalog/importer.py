@@ -681,24 +681,6 @@ def import_blocks(
     return report
 
 
-def import_rows(
-    db: Session, rows: Iterable[ItemRow], report: ImportReport, *, batch_size: int = 5000
-) -> ImportReport:
-    """Upsert validated rows (from :func:`read_rows`) by identity key, ``batch_size`` at a
-    time; see :func:`import_blocks`."""
-    def blocks() -> Iterator[RowBlock]:
-        batch: list[ItemRow] = []
-        for row in rows:
-            batch.append(row)
-            if len(batch) >= batch_size:
-                yield RowBlock.from_rows(batch)
-                batch = []
-        if batch:
-            yield RowBlock.from_rows(batch)
-
-    return import_blocks(db, blocks(), report)
-
-
 def _read_ahead(blocks: Iterator[RowBlock], depth: int = 2) -> Iterator[RowBlock]:
     """``blocks``, read on a thread of their own while the caller stores the ones before
     (SQLite and the database drivers let go of the GIL while they write). Each block keeps
