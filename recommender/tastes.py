@@ -145,9 +145,9 @@ class TasteAttributes:
 
     @cached_property
     def ids(self) -> tuple[str, ...]:
-        if self._ids is None:
-            self._ids = tuple(self.parent.ids[j] for j in self.parent_cols)
-        return self._ids
+        if self._ids is not None:
+            return self._ids
+        return tuple(self.parent.ids[j] for j in self.parent_cols)
 
     @cached_property
     def entry_cells(self) -> np.ndarray:
