@@ -181,6 +181,7 @@ class ScoredCatalogue:
 def score_catalogue(
     db: Session, matrix: ItemMatrix, ranker: CryRanker, vocabulary: Vocabulary, user_id: str,
     request: SessionRequest, rng: np.random.Generator, vec: RequestVector | None = None,
+    history: tuple[tastes.Stats, set[str], set[str] | None] | None = None,
 ) -> ScoredCatalogue:
     """The shared model's score for every item, given this request and this person's taste.
 
@@ -189,7 +190,8 @@ def score_catalogue(
     for ``familiar``; ``discover`` also lifts items the person was never shown.
     """
     vec = vec if vec is not None else ranking_vector(request, matrix, vocabulary)
-    stats, bans, shown = _history(db, user_id, with_shown=request.exploration == "discover")
+    stats, bans, shown = history or _history(db, user_id,
+                                             with_shown=request.exploration == "discover")
     draws = not (request.exploration == "familiar"
                  or (not stats and request.exploration == "balanced"))
     if not stats and not draws:
@@ -340,10 +342,12 @@ def create_session_document(
     version, ranker = rec.model(db)
     # A large catalogue is narrowed to the candidates worth ranking (recommender/retrieval.py).
     vec = ranking_vector(request, matrix, vocabulary)
+    history = _history(db, user_id, with_shown=request.exploration == "discover")
     matrix = narrow_to_candidates(db, matrix, request, vocabulary, user_id=user_id,
-                                  crisis=verdict.crisis, seed=seed, vec=vec)
+                                  crisis=verdict.crisis, seed=seed, vec=vec, stats=history[0])
     rng = np.random.default_rng(seed)
-    scored = score_catalogue(db, matrix, ranker, vocabulary, user_id, request, rng, vec=vec)
+    scored = score_catalogue(db, matrix, ranker, vocabulary, user_id, request, rng, vec=vec,
+                             history=history)
     scores, vec = scored.scores, scored.vec
     banned_rows = {matrix.index[i] for i in scored.bans if i in matrix.index}
 

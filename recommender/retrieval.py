@@ -4,9 +4,12 @@ Ranking every item of a million-item catalogue per request is wasted work: nearl
 them share none of the asked-for moods or themes. Above :data:`RETRIEVE_ABOVE` items a cheap
 prior (mood and theme overlap read from the tag matrices, words matched through the text
 matrix's term index, closeness in intensity) picks the best of each pool the arc draws
-from: sad songs, films that fit the time, aftercare songs that fit the time. Items the
-person reacted to before always stay in, so their history still counts. Everything after
-this step (features, the ranker, the arc) runs on the candidates only.
+from: sad songs, films that fit the time, aftercare songs that fit the time. The person's
+own taste picks more: the best songs and films carrying a theme or maker they cried at or
+were moved by (read from the same inverted indexes), so on a catalogue where thousands of
+items match the asked-for mood, what they love is among the candidates, not left to chance.
+Items the person reacted to before always stay in, so their history still counts.
+Everything after this step (features, the ranker, the arc) runs on the candidates only.
 """
 
 from __future__ import annotations
@@ -28,13 +31,19 @@ from recommender.features import (
 )
 from recommender.session import FILM_MARGIN_S
 from recommender.store.models import Reaction
+from recommender.tastes import Stats, liked_attributes
 from recommender.vocabulary import Vocabulary
 
 # Catalogues up to this size are ranked in full (the bundled one has under a thousand items).
 RETRIEVE_ABOVE = 5_000
-SONG_CANDIDATES = 1_000
-FILM_CANDIDATES = 100
-AFTERCARE_CANDIDATES = 100
+SONG_CANDIDATES = 400
+FILM_CANDIDATES = 60
+AFTERCARE_CANDIDATES = 60
+# On top of those: songs and films picked for the person's taste (themes and makers).
+PERSONAL_SONG_CANDIDATES = 200
+PERSONAL_FILM_CANDIDATES = 30
+LOVED_THEMES = 3
+LOVED_MAKERS = 20
 # The items a person reacted to (built once; a request binds the person).
 _REACTED_TO = (select(Reaction.__table__.c.item_id)
                .where(Reaction.__table__.c.user_id == bindparam("user")))
@@ -83,9 +92,57 @@ class RetrievalIndex:
     all_aftercare_songs: np.ndarray
     closeness: dict[int, np.ndarray]
     tie_spread: np.ndarray
+    # The rows of each maker (artist or director): ``maker_rows[maker_starts[c]:
+    # maker_starts[c + 1]]`` are the rows of maker code c; ``maker_code`` maps a normalised
+    # name to its code.
+    maker_rows: np.ndarray
+    maker_starts: np.ndarray
+    maker_code: dict[str, int]
+
+    def rows_of_maker(self, name: str) -> np.ndarray:
+        code = self.maker_code.get(name)
+        if not code:
+            return self.maker_rows[:0]
+        return self.maker_rows[self.maker_starts[code]:self.maker_starts[code + 1]]
 
 
 INTENSITIES = (1, 2, 3, 4, 5)
+
+
+@dataclass(frozen=True)
+class LovedAttributes:
+    """The themes (by tag-matrix column) and makers (normalised names) a person's reactions
+    lifted above the prior, each with its posterior-mean deviation."""
+
+    themes: dict[int, float]
+    makers: dict[str, float]
+
+    def __bool__(self) -> bool:
+        return bool(self.themes or self.makers)
+
+    @classmethod
+    def of(cls, stats: Stats, vocabulary: Vocabulary) -> LovedAttributes:
+        """The person's strongest: a theme covers a good share of the catalogue, so only
+        the few best-loved ones pick candidates (the ranker weighs every one)."""
+        liked = liked_attributes(stats, ("theme", "maker"))
+        column = {t: j for j, t in enumerate(vocabulary.theme_ids)}
+        themes = sorted(liked["theme"].items(), key=lambda kv: -kv[1])[:LOVED_THEMES]
+        makers = sorted(liked["maker"].items(), key=lambda kv: -kv[1])[:LOVED_MAKERS]
+        return cls(themes={column[t]: d for t, d in themes if t in column},
+                   makers=dict(makers))
+
+
+def _with_taste(prior: np.ndarray, index: RetrievalIndex, taste: LovedAttributes
+                ) -> np.ndarray:
+    """The request's prior plus, per row, the deviation of every loved theme and maker it
+    carries (read from the inverted indexes)."""
+    score = prior.copy()
+    by_theme = index.themes_by_tag
+    for j, dev in taste.themes.items():
+        score[by_theme.indices[by_theme.indptr[j]:by_theme.indptr[j + 1]]] += np.float32(dev)
+    for name, dev in taste.makers.items():
+        score[index.rows_of_maker(name)] += np.float32(dev)
+    return score
 
 
 def retrieval_index(matrix: ItemMatrix) -> RetrievalIndex:
@@ -100,6 +157,8 @@ def retrieval_index(matrix: ItemMatrix) -> RetrievalIndex:
                     for c in INTENSITIES}
 
         care = songs & matrix.aftercare
+        by_maker = np.argsort(matrix.maker, kind="stable").astype(np.int32)
+        n_codes = len(matrix.maker_names)
         cached = RetrievalIndex(
             moods_by_tag=sp.csc_matrix(matrix.moods), themes_by_tag=sp.csc_matrix(matrix.themes),
             sad_songs=by_cap(songs & ~matrix.aftercare), aftercare_songs=by_cap(care),
@@ -108,7 +167,10 @@ def retrieval_index(matrix: ItemMatrix) -> RetrievalIndex:
             closeness={r: (np.float32(-0.25) * np.abs(intensity - np.float32(r)))
                        .astype(np.float32) for r in INTENSITIES},
             tie_spread=(np.random.default_rng(matrix.revision).random(len(matrix), np.float32)
-                        * np.float32(TIE_SPREAD)))
+                        * np.float32(TIE_SPREAD)),
+            maker_rows=by_maker,
+            maker_starts=np.searchsorted(matrix.maker[by_maker], np.arange(n_codes + 1)),
+            maker_code={name: code for code, name in enumerate(matrix.maker_names) if code})
         matrix.extra["retrieval_index"] = cached
     return cached
 
@@ -116,9 +178,11 @@ def retrieval_index(matrix: ItemMatrix) -> RetrievalIndex:
 def candidate_rows(
     matrix: ItemMatrix, vec: RequestVector, request: SessionRequest, *, crisis: bool,
     keep_rows: np.ndarray | None = None, rng: np.random.Generator | None = None,
+    taste: LovedAttributes | None = None,
 ) -> np.ndarray | None:
     """Rows worth ranking for ``request``, sorted; None when the catalogue is small enough
-    to rank whole."""
+    to rank whole. With the person's ``taste``, the best songs and films carrying the
+    themes and makers they loved join the request's best."""
     n = len(matrix)
     if n <= RETRIEVE_ABOVE:
         return None
@@ -152,14 +216,23 @@ def candidate_rows(
     def fitting(rows: np.ndarray, limit: int) -> np.ndarray:
         return rows[matrix.duration_s[rows] <= limit]
 
-    pools = [_top(prior, allowed(index.sad_songs), SONG_CANDIDATES, rng)]
+    songs = allowed(index.sad_songs)
+    pools = [_top(prior, songs, SONG_CANDIDATES, rng)]
     care = fitting(allowed(index.aftercare_songs), budget)
     if not len(care):  # the arc falls back to any aftercare song that fits
         care = fitting(index.all_aftercare_songs, budget)
     pools.append(_top(prior, care, AFTERCARE_CANDIDATES))
-    if request.include_films and not crisis:
-        films = fitting(allowed(index.films), budget - FILM_MARGIN_S)
+    films = (fitting(allowed(index.films), budget - FILM_MARGIN_S)
+             if request.include_films and not crisis else None)
+    if films is not None:
         pools.append(_top(prior, films, FILM_CANDIDATES))
+    if taste:
+        # The best by the request and the person's taste together: on a big catalogue many
+        # more items match the asked-for mood than the pools hold.
+        personal = _with_taste(prior, index, taste)
+        pools.append(_top(personal, songs, PERSONAL_SONG_CANDIDATES, rng))
+        if films is not None:
+            pools.append(_top(personal, films, PERSONAL_FILM_CANDIDATES))
     if keep_rows is not None and len(keep_rows):
         pools.append(np.asarray(keep_rows, dtype=np.int64))
     rows = np.sort(np.concatenate(pools).astype(np.int64))
@@ -181,10 +254,11 @@ def ranking_vector(
 def narrow_to_candidates(
     db: Session, matrix: ItemMatrix, request: SessionRequest, vocabulary: Vocabulary, *,
     user_id: str, crisis: bool, seed: int | None = None, vec: RequestVector | None = None,
+    stats: Stats | None = None,
 ) -> ItemMatrix:
-    """``matrix`` itself when small; else a matrix of the candidates for this request,
-    always including the items this person reacted to before. ``vec`` is the request's
-    :func:`ranking_vector` when the caller has it already."""
+    """``matrix`` itself when small; else a matrix of the candidates for this request and
+    person (``stats``: their taste), always including the items this person reacted to
+    before. ``vec`` is the request's :func:`ranking_vector` when the caller has it already."""
     if len(matrix) <= RETRIEVE_ABOVE:
         return matrix
     vec = vec if vec is not None else ranking_vector(request, matrix, vocabulary)
@@ -193,5 +267,6 @@ def narrow_to_candidates(
     keep = (index.rows_of(sorted(set(reacted))) if isinstance(index, ItemIndex)
             else np.array([index[i] for i in set(reacted) if i in index], dtype=np.int64))
     rows = candidate_rows(matrix, vec, request, crisis=crisis, keep_rows=keep,
-                          rng=np.random.default_rng(seed))
+                          rng=np.random.default_rng(seed),
+                          taste=LovedAttributes.of(stats, vocabulary) if stats else None)
     return matrix if rows is None else matrix.subset(rows)

@@ -286,6 +286,23 @@ def deviation_from_sums(reward_sum: np.ndarray, weight_sum: np.ndarray) -> np.nd
     return _logit(alpha / (PRIOR_STRENGTH + np.maximum(weight_sum, 0.0))) - _logit(PRIOR_MEAN)
 
 
+def liked_attributes(stats: Stats, groups: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Per group (``theme``, ``maker``...), the attributes the person's reactions lifted
+    above the prior, with their posterior-mean deviation (log-odds above the prior): the
+    themes and makers they cried at or were moved by more than an unrated one promises."""
+    prefixes = tuple(g + ":" for g in groups)
+    keys = [k for k, entry in stats.items() if entry[0] > 0 and k.startswith(prefixes)]
+    liked: dict[str, dict[str, float]] = {g: {} for g in groups}
+    if not keys:
+        return liked
+    sums = np.array([stats[k][:2] for k in keys], dtype=np.float64).reshape(-1, 2)
+    for key, dev in zip(keys, deviation_from_sums(sums[:, 0], sums[:, 1]), strict=True):
+        if dev > 0:
+            group, _, value = key.partition(":")
+            liked[group][value] = float(dev)
+    return liked
+
+
 def counts(stats: Stats, key: str) -> tuple[int, int]:
     """How many times the person cried at, and was moved by, items with ``key``."""
     entry = stats.get(key)

@@ -24,7 +24,12 @@ from recommender.features import (
     taste_attribute_table,
 )
 from recommender.matrix_cache import cached_matrix, load_matrix, save_matrix
-from recommender.retrieval import RETRIEVE_ABOVE, SONG_CANDIDATES, candidate_rows
+from recommender.retrieval import (
+    RETRIEVE_ABOVE,
+    SONG_CANDIDATES,
+    LovedAttributes,
+    candidate_rows,
+)
 from recommender.store.catalog import catalog_generation, item_frames
 from recommender.store.models import CatalogItem
 from recommender.vocabulary import default_vocabulary
@@ -208,10 +213,11 @@ def test_candidate_retrieval_keeps_the_pools_the_arc_needs():
     grief = (matrix.moods @ vec.moods) > 0
     allowed_grief = np.flatnonzero(grief & ~matrix.is_film & ~matrix.aftercare
                                    & (matrix.intensity <= 4))
-    # What was asked for comes first: every allowed grief song when there are fewer than the
-    # pool holds, and the rest of the pool from the nearest others.
-    assert 0 < len(allowed_grief) < SONG_CANDIDATES
-    assert set(allowed_grief) <= set(songs)
+    # What was asked for comes first: with more allowed grief songs than the pool holds, the
+    # pool is all grief songs (and the kept row, which is not one).
+    assert len(allowed_grief) > SONG_CANDIDATES
+    assert set(songs) - {int(keep[0])} <= set(allowed_grief)
+    assert len(set(songs) - {int(keep[0])}) == SONG_CANDIDATES
     assert matrix.intensity[songs].max() <= 4
     assert (matrix.aftercare[rows] & (matrix.duration_s[rows] <= 150 * 60)).any()
     films = rows[matrix.is_film[rows]]
@@ -222,6 +228,35 @@ def test_candidate_retrieval_keeps_the_pools_the_arc_needs():
     assert not matrix.is_film[crisis].any()
     assert candidate_rows(build_item_matrix(synthetic(50), vocabulary), vec, request,
                           crisis=False) is None
+
+
+def test_retrieval_adds_the_songs_of_what_the_person_loved():
+    vocabulary = default_vocabulary()
+    matrix = build_item_matrix(synthetic(RETRIEVE_ABOVE + 1500), vocabulary)
+    request = SessionRequest(moods=("grief",), minutes=150, intensity=3)
+    vec = request_vector(request, matrix, vocabulary)
+    plain = set(candidate_rows(matrix, vec, request, crisis=False,
+                               rng=np.random.default_rng(3)))
+    # A maker of grief songs (the synthetic maker follows the mood) whose allowed songs the
+    # request alone left out: hundreds of grief songs compete for its pool.
+    allowed = ~matrix.is_film & ~matrix.aftercare & (matrix.intensity <= 4)
+    grief = np.flatnonzero(allowed & ((matrix.moods @ vec.moods) > 0))
+    left_out = {int(matrix.maker[r]) for r in grief if r not in plain}
+    code = min(left_out)
+    theirs = set(np.flatnonzero(allowed & (matrix.maker == code)))
+    assert theirs - plain
+    name = matrix.maker_names[code]
+    stats = {f"maker:{name}": [3.0, 3.0, 3.0, 0.0],       # cried three times
+             "maker:someone else": [0.0, 2.0, 0.0, 0.0],  # left cold twice: not loved
+             "theme:loss_parent": [1.0, 1.0, 1.0, 0.0]}
+    taste = LovedAttributes.of(stats, vocabulary)
+    assert set(taste.makers) == {name}
+    assert set(taste.themes) == {vocabulary.theme_ids.index("loss_parent")}
+    personal = candidate_rows(matrix, vec, request, crisis=False, rng=np.random.default_rng(3),
+                              taste=taste)
+    assert theirs <= set(personal)
+    assert plain < set(personal)   # the request's own pools stay as they were
+    assert matrix.intensity[personal[~matrix.is_film[personal]]].max() <= 4
 
 
 def test_query_vector_equals_the_vectorizers_transform(db):
