@@ -343,8 +343,8 @@ def create_session_document(
     # A large catalogue is narrowed to the candidates worth ranking (recommender/retrieval.py).
     vec = ranking_vector(request, matrix, vocabulary)
     history = _history(db, user_id, with_shown=request.exploration == "discover")
-    matrix = narrow_to_candidates(db, matrix, request, vocabulary, user_id=user_id,
-                                  crisis=verdict.crisis, seed=seed, vec=vec, stats=history[0])
+    matrix = narrow_to_candidates(matrix, request, vocabulary, stats=history[0],
+                                  crisis=verdict.crisis, seed=seed, vec=vec)
     rng = np.random.default_rng(seed)
     scored = score_catalogue(db, matrix, ranker, vocabulary, user_id, request, rng, vec=vec,
                              history=history)

@@ -18,8 +18,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from sqlalchemy import bindparam, select
-from sqlalchemy.orm import Session
 
 from recommender.features import (
     ItemIndex,
@@ -30,7 +28,6 @@ from recommender.features import (
     request_vector,
 )
 from recommender.session import FILM_MARGIN_S
-from recommender.store.models import Reaction
 from recommender.tastes import Stats, liked_attributes
 from recommender.vocabulary import Vocabulary
 
@@ -44,9 +41,6 @@ PERSONAL_SONG_CANDIDATES = 200
 PERSONAL_FILM_CANDIDATES = 30
 LOVED_THEMES = 3
 LOVED_MAKERS = 20
-# The items a person reacted to (built once; a request binds the person).
-_REACTED_TO = (select(Reaction.__table__.c.item_id)
-               .where(Reaction.__table__.c.user_id == bindparam("user")))
 # A small random spread among equal priors, so ties do not always resolve the same way.
 TIE_SPREAD = 0.05
 
@@ -252,9 +246,8 @@ def ranking_vector(
 
 
 def narrow_to_candidates(
-    db: Session, matrix: ItemMatrix, request: SessionRequest, vocabulary: Vocabulary, *,
-    user_id: str, crisis: bool, seed: int | None = None, vec: RequestVector | None = None,
-    stats: Stats | None = None,
+    matrix: ItemMatrix, request: SessionRequest, vocabulary: Vocabulary, *,
+    stats: Stats, crisis: bool, seed: int | None = None, vec: RequestVector | None = None,
 ) -> ItemMatrix:
     """``matrix`` itself when small; else a matrix of the candidates for this request and
     person (``stats``: their taste), always including the items this person reacted to
@@ -262,7 +255,8 @@ def narrow_to_candidates(
     if len(matrix) <= RETRIEVE_ABOVE:
         return matrix
     vec = vec if vec is not None else ranking_vector(request, matrix, vocabulary)
-    reacted = db.scalars(_REACTED_TO, {"user": user_id}).all()
+    # Their taste holds an ``item:`` entry for every item they reacted to.
+    reacted = [key[5:] for key in stats if key.startswith("item:")]
     index = matrix.index
     keep = (index.rows_of(sorted(set(reacted))) if isinstance(index, ItemIndex)
             else np.array([index[i] for i in set(reacted) if i in index], dtype=np.int64))

@@ -29,6 +29,7 @@ from recommender.retrieval import (
     SONG_CANDIDATES,
     LovedAttributes,
     candidate_rows,
+    narrow_to_candidates,
 )
 from recommender.store.catalog import catalog_generation, item_frames
 from recommender.store.models import CatalogItem
@@ -257,6 +258,23 @@ def test_retrieval_adds_the_songs_of_what_the_person_loved():
     assert theirs <= set(personal)
     assert plain < set(personal)   # the request's own pools stay as they were
     assert matrix.intensity[personal[~matrix.is_film[personal]]].max() <= 4
+
+
+def test_narrowing_keeps_every_item_the_person_reacted_to():
+    vocabulary = default_vocabulary()
+    matrix = build_item_matrix(synthetic(RETRIEVE_ABOVE + 1500), vocabulary)
+    request = SessionRequest(moods=("grief",), minutes=150, intensity=3)
+    # Songs far from the request (other moods, intensity 5): no pool would pick them.
+    far = [r for r in range(len(matrix)) if matrix.intensity[r] == 5 and not matrix.is_film[r]
+           and not (matrix.moods[r] @ request_vector(request, matrix, vocabulary).moods)][:3]
+    stats = {f"item:{matrix.records[r].id}": [0.0, 1.0, 0.0, 0.0] for r in far}
+    stats["item:not-in-this-catalogue"] = [1.0, 1.0, 1.0, 0.0]
+    narrowed = narrow_to_candidates(matrix, request, vocabulary, stats=stats, crisis=False,
+                                    seed=4)
+    assert len(narrowed) < len(matrix) // 2
+    assert {matrix.records[r].id for r in far} <= set(narrowed.index)
+    alone = narrow_to_candidates(matrix, request, vocabulary, stats={}, crisis=False, seed=4)
+    assert not {matrix.records[r].id for r in far} & set(alone.index)
 
 
 def test_query_vector_equals_the_vectorizers_transform(db):
