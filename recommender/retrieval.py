@@ -33,7 +33,7 @@ from recommender.vocabulary import Vocabulary
 
 # Catalogues up to this size are ranked in full (the bundled one has under a thousand items).
 RETRIEVE_ABOVE = 5_000
-SONG_CANDIDATES = 400
+SONG_CANDIDATES = 300
 FILM_CANDIDATES = 60
 AFTERCARE_CANDIDATES = 60
 # On top of those: songs and films picked for the person's taste (themes and makers).
@@ -126,17 +126,29 @@ class LovedAttributes:
                    makers=dict(makers))
 
 
-def _with_taste(prior: np.ndarray, index: RetrievalIndex, taste: LovedAttributes
-                ) -> np.ndarray:
-    """The request's prior plus, per row, the deviation of every loved theme and maker it
-    carries (read from the inverted indexes)."""
-    score = prior.copy()
+def _personal_pools(matrix: ItemMatrix, index: RetrievalIndex, prior: np.ndarray,
+                    taste: LovedAttributes, song_ok, film_ok) -> list[np.ndarray]:
+    """The best allowed songs (and films, with ``film_ok``) among the rows carrying a loved
+    theme or maker, by the request's prior plus the deviation of every loved attribute a
+    row carries (read from the inverted indexes: only those rows are touched)."""
+    bonus = np.zeros(len(prior), dtype=np.float32)
     by_theme = index.themes_by_tag
     for j, dev in taste.themes.items():
-        score[by_theme.indices[by_theme.indptr[j]:by_theme.indptr[j + 1]]] += np.float32(dev)
-    for name, dev in taste.makers.items():
-        score[index.rows_of_maker(name)] += np.float32(dev)
-    return score
+        bonus[by_theme.indices[by_theme.indptr[j]:by_theme.indptr[j + 1]]] += np.float32(dev)
+    if taste.makers:  # a row has one maker: the makers' rows are distinct
+        carried = [(index.rows_of_maker(name), dev) for name, dev in taste.makers.items()]
+        bonus[np.concatenate([r for r, _ in carried])] += np.repeat(
+            np.array([d for _, d in carried], dtype=np.float32), [len(r) for r, _ in carried])
+    rows = np.flatnonzero(bonus)
+    if not len(rows):
+        return []
+    score = prior[rows] + bonus[rows]
+    pools = []
+    for ok, k in ((song_ok, PERSONAL_SONG_CANDIDATES), (film_ok, PERSONAL_FILM_CANDIDATES)):
+        if ok is not None:
+            at = np.flatnonzero(ok(rows))
+            pools.append(rows[_top(score, at, k)])
+    return pools
 
 
 def retrieval_index(matrix: ItemMatrix) -> RetrievalIndex:
@@ -223,10 +235,18 @@ def candidate_rows(
     if taste:
         # The best by the request and the person's taste together: on a big catalogue many
         # more items match the asked-for mood than the pools hold.
-        personal = _with_taste(prior, index, taste)
-        pools.append(_top(personal, songs, PERSONAL_SONG_CANDIDATES, rng))
-        if films is not None:
-            pools.append(_top(personal, films, PERSONAL_FILM_CANDIDATES))
+        def song_ok(rows: np.ndarray) -> np.ndarray:
+            ok = ((matrix.intensity[rows] <= deepen_cap) & ~matrix.is_film[rows]
+                  & ~matrix.aftercare[rows])
+            return ok & ~matrix.has_suicide_theme[rows] if crisis else ok
+
+        def film_ok(rows: np.ndarray) -> np.ndarray:
+            return ((matrix.intensity[rows] <= deepen_cap) & matrix.is_film[rows]
+                    & ~matrix.aftercare[rows]
+                    & (matrix.duration_s[rows] <= budget - FILM_MARGIN_S))
+
+        pools += _personal_pools(matrix, index, prior, taste, song_ok,
+                                 film_ok if films is not None else None)
     if keep_rows is not None and len(keep_rows):
         pools.append(np.asarray(keep_rows, dtype=np.int64))
     rows = np.sort(np.concatenate(pools).astype(np.int64))

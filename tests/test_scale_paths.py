@@ -258,6 +258,16 @@ def test_retrieval_adds_the_songs_of_what_the_person_loved():
     assert theirs <= set(personal)
     assert plain < set(personal)   # the request's own pools stay as they were
     assert matrix.intensity[personal[~matrix.is_film[personal]]].max() <= 4
+    # The same hard limits hold for what the taste picks: in a crisis, no films and nothing
+    # about suicide, even from a loved maker.
+    suicide_maker = int(matrix.maker[np.flatnonzero(
+        matrix.has_suicide_theme & ~matrix.is_film & (matrix.intensity <= 2))[0]])
+    stats[f"maker:{matrix.maker_names[suicide_maker]}"] = [3.0, 3.0, 3.0, 0.0]
+    crisis = candidate_rows(matrix, vec, request, crisis=True, rng=np.random.default_rng(3),
+                            taste=LovedAttributes.of(stats, vocabulary))
+    assert not matrix.has_suicide_theme[crisis].any()
+    assert not matrix.is_film[crisis].any()
+    assert matrix.intensity[crisis].max() <= 2
 
 
 def test_narrowing_keeps_every_item_the_person_reacted_to():
