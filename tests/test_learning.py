@@ -224,3 +224,25 @@ def test_session_items_carry_their_person_for_the_shown_before_lookup(db, rec):
     assert _shown_among(db, user, [*shown, "not-an-item"]) == set(shown)
     assert _shown_among(db, other, shown) == ({item.id} & set(shown))
     assert _shown_among(db, user) == set(shown)
+
+
+def test_thompson_draws_for_unmet_attributes_follow_the_prior():
+    from scipy import stats as scistats
+
+    from recommender import tastes
+
+    rng = np.random.default_rng(11)
+    draws = tastes._prior_draws(rng, 20_000)
+    a = tastes.PRIOR_STRENGTH * tastes.PRIOR_MEAN
+    b = tastes.PRIOR_STRENGTH * (1.0 - tastes.PRIOR_MEAN)
+    assert scistats.kstest(draws, scistats.beta(a, b).cdf).pvalue > 0.001
+    # Each request gets a fresh array (changing it leaves the pool alone), its own window.
+    again = tastes._prior_draws(np.random.default_rng(11), 20_000)
+    assert np.array_equal(draws, again)
+    draws[:] = -1.0
+    assert (tastes._prior_draws(np.random.default_rng(11), 20_000) >= 0).all()
+    other = tastes._prior_draws(np.random.default_rng(12), 20_000)
+    assert not np.array_equal(again, other)
+    # Longer than the pool: drawn afresh, still from the prior.
+    long = tastes._prior_draws(rng, tastes.PRIOR_DRAW_POOL + 5)
+    assert len(long) == tastes.PRIOR_DRAW_POOL + 5 and 0.3 < long.mean() < 0.4
