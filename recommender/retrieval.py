@@ -40,6 +40,7 @@ AFTERCARE_CANDIDATES = 60
 PERSONAL_SONG_CANDIDATES = 200
 PERSONAL_FILM_CANDIDATES = 30
 LOVED_THEMES = 3
+LOVED_THEME_ROWS = 8_000
 LOVED_MAKERS = 20
 # A small random spread among equal priors, so ties do not always resolve the same way.
 TIE_SPREAD = 0.05
@@ -81,6 +82,9 @@ class RetrievalIndex:
     moods_by_tag: sp.csc_matrix
     themes_by_tag: sp.csc_matrix
     sad_songs: dict[int, np.ndarray]
+    # Per row, the pool and intensity in one byte: a sad song's intensity (1-5), a film's
+    # (not aftercare) plus FILM_CODE, 0 for the rest (one read tells whether a row fits).
+    pool_code: np.ndarray
     aftercare_songs: dict[int, np.ndarray]
     films: dict[int, np.ndarray]
     all_aftercare_songs: np.ndarray
@@ -101,6 +105,7 @@ class RetrievalIndex:
 
 
 INTENSITIES = (1, 2, 3, 4, 5)
+FILM_CODE = 10
 
 
 @dataclass(frozen=True)
@@ -127,21 +132,37 @@ class LovedAttributes:
 
 
 def _personal_pools(matrix: ItemMatrix, index: RetrievalIndex, prior: np.ndarray,
-                    taste: LovedAttributes, song_ok, film_ok) -> list[np.ndarray]:
+                    taste: LovedAttributes, song_ok, film_ok,
+                    rng: np.random.Generator) -> list[np.ndarray]:
     """The best allowed songs (and films, with ``film_ok``) among the rows carrying a loved
     theme or maker, by the request's prior plus the deviation of every loved attribute a
-    row carries (read from the inverted indexes: only those rows are touched)."""
-    bonus = np.zeros(len(prior), dtype=np.float32)
+    row carries (read from the inverted indexes: only those rows are touched). A theme
+    carried by more than :data:`LOVED_THEME_ROWS` rows offers a random run of that many
+    (rows are in id order, which says nothing of their content): a big catalogue's theme
+    holds tens of thousands, and the pool needs a few hundred."""
     by_theme = index.themes_by_tag
+    carrying = []
     for j, dev in taste.themes.items():
-        bonus[by_theme.indices[by_theme.indptr[j]:by_theme.indptr[j + 1]]] += np.float32(dev)
-    if taste.makers:  # a row has one maker: the makers' rows are distinct
-        carried = [(index.rows_of_maker(name), dev) for name, dev in taste.makers.items()]
-        bonus[np.concatenate([r for r, _ in carried])] += np.repeat(
-            np.array([d for _, d in carried], dtype=np.float32), [len(r) for r, _ in carried])
-    rows = np.flatnonzero(bonus)
+        carriers = by_theme.indices[by_theme.indptr[j]:by_theme.indptr[j + 1]]
+        if len(carriers) > LOVED_THEME_ROWS:
+            start = int(rng.integers(0, len(carriers)))
+            carriers = np.take(carriers, np.arange(start, start + LOVED_THEME_ROWS),
+                               mode="wrap")
+        carrying.append((carriers, dev))
+    if taste.makers:  # a row has one maker: the makers' rows are distinct, added at once
+        made = [(index.rows_of_maker(name), dev) for name, dev in taste.makers.items()]
+        carrying.append((np.concatenate([r for r, _ in made]),
+                         np.repeat(np.array([d for _, d in made], dtype=np.float32),
+                                   [len(r) for r, _ in made])))
+    if not carrying:
+        return []
+    rows = np.sort(np.concatenate([r for r, _ in carrying]))
     if not len(rows):
         return []
+    rows = rows[np.concatenate(([True], rows[1:] != rows[:-1]))]
+    bonus = np.zeros(len(prior), dtype=np.float32)
+    for carriers, dev in carrying:
+        bonus[carriers] += dev   # distinct within one theme, and across makers
     score = prior[rows] + bonus[rows]
     pools = []
     for ok, k in ((song_ok, PERSONAL_SONG_CANDIDATES), (film_ok, PERSONAL_FILM_CANDIDATES)):
@@ -168,6 +189,8 @@ def retrieval_index(matrix: ItemMatrix) -> RetrievalIndex:
         cached = RetrievalIndex(
             moods_by_tag=sp.csc_matrix(matrix.moods), themes_by_tag=sp.csc_matrix(matrix.themes),
             sad_songs=by_cap(songs & ~matrix.aftercare), aftercare_songs=by_cap(care),
+            pool_code=np.where(matrix.aftercare, 0, np.clip(np.rint(intensity), 1, 5)
+                               + np.where(matrix.is_film, FILM_CODE, 0)).astype(np.uint8),
             films=by_cap(matrix.is_film & ~matrix.aftercare),
             all_aftercare_songs=np.flatnonzero(care).astype(np.int32),
             closeness={r: (np.float32(-0.25) * np.abs(intensity - np.float32(r)))
@@ -236,17 +259,20 @@ def candidate_rows(
         # The best by the request and the person's taste together: on a big catalogue many
         # more items match the asked-for mood than the pools hold.
         def song_ok(rows: np.ndarray) -> np.ndarray:
-            ok = ((matrix.intensity[rows] <= deepen_cap) & ~matrix.is_film[rows]
-                  & ~matrix.aftercare[rows])
+            code = index.pool_code[rows]
+            ok = (code >= 1) & (code <= deepen_cap)
             return ok & ~matrix.has_suicide_theme[rows] if crisis else ok
 
         def film_ok(rows: np.ndarray) -> np.ndarray:
-            return ((matrix.intensity[rows] <= deepen_cap) & matrix.is_film[rows]
-                    & ~matrix.aftercare[rows]
-                    & (matrix.duration_s[rows] <= budget - FILM_MARGIN_S))
+            code = index.pool_code[rows]
+            ok = np.flatnonzero((code > FILM_CODE) & (code <= FILM_CODE + deepen_cap))
+            ok = ok[matrix.duration_s[rows[ok]] <= budget - FILM_MARGIN_S]
+            mask = np.zeros(len(rows), dtype=bool)
+            mask[ok] = True
+            return mask
 
         pools += _personal_pools(matrix, index, prior, taste, song_ok,
-                                 film_ok if films is not None else None)
+                                 film_ok if films is not None else None, rng)
     if keep_rows is not None and len(keep_rows):
         pools.append(np.asarray(keep_rows, dtype=np.int64))
     rows = np.sort(np.concatenate(pools).astype(np.int64))
