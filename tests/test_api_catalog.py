@@ -30,6 +30,15 @@ def test_offset_pages_do_not_overlap(alice):
     assert not {i["item_id"] for i in first} & {i["item_id"] for i in second}
 
 
+def test_an_offset_past_the_end_is_an_empty_page(alice):
+    total = alice.get("/api/v1/items?limit=1").get_json()["total"]
+    for offset in (total, total + 1, 2**63, 10**30):   # 2**63 once overflowed SQLite: a 500
+        r = alice.get(f"/api/v1/items?offset={offset}")
+        assert r.status_code == 200, (offset, r.get_json())
+        assert r.get_json() == {"items": [], "total": total}
+    assert len(alice.get(f"/api/v1/items?offset={total - 1}").get_json()["items"]) == 1
+
+
 def test_out_of_range_query_is_422(alice):
     assert_error(alice.get("/api/v1/items?limit=0"), 422, mentions="limit")
     assert_error(alice.get("/api/v1/items?limit=201"), 422, mentions="limit")

@@ -70,6 +70,10 @@ def search_items(
             )
         )
     total = db.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    if offset >= total:
+        # Past the end: an empty page (and no offset beyond what the database's integers
+        # hold ever reaches SQL).
+        return [], total
     page = db.scalars(
         stmt.options(selectinload(CatalogItem.tags))
         .order_by(CatalogItem.kind, CatalogItem.title, CatalogItem.id)
