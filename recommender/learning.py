@@ -320,39 +320,16 @@ def prior_precision() -> np.ndarray:
 
 def _fit(pseudo: TrainingSet, real: TrainingSet, rows: np.ndarray | None = None,
          warm_start: CryRanker | None = None) -> CryRanker:
-    """The content model from the catalogue's self-supervision, then, when there is stored
-    feedback (``rows`` of it; all when None), that model calibrated on the feedback.
-
-    The self-supervised labels ("this is the item whose tags made the request", one
-    positive to four random negatives) are not cries: mood match nearly separates them, so
-    its coefficient is as large as the prior lets it be, and pooling those rows with real
-    reactions in one likelihood lets the content weights absorb what feedback says about
-    crying. Feedback instead sets two scales by maximum likelihood: one for the content
-    part (the self-supervised coefficients, their relative weights kept) and one for the
-    taste part (``TASTE_PRIOR``, the groups' relative weights kept), plus the intercept.
-    Two numbers fitted on all reactions are not pulled about by which items the model
-    chose to show, as free per-group taste coefficients were.
-    """
-    content = CryRanker(C=PRIOR_C, prior_coef=prior_coefficients(),
-                        prior_precision=prior_precision())
-    content.fit_graded(pseudo.X, pseudo.target, sample_weight=pseudo.weight)
-    if not len(real.target):
-        return content
-    X, t, w = ((real.X, real.target, real.weight) if rows is None
-               else (real.X[rows], real.target[rows], real.weight[rows]))
-    n_content = len(CONTENT_FEATURES)
-    content_coef = content.coef_[0, :n_content]
-    taste_coef = prior_coefficients()[n_content:]
-    parts = np.column_stack([X[:, :n_content] @ content_coef.astype(X.dtype),
-                             X[:, n_content:] @ taste_coef.astype(X.dtype)])
-    scales = CryRanker(C=PRIOR_C, prior_coef=np.ones(2)).fit_graded(
-        parts, t, sample_weight=w * FEEDBACK_WEIGHT)
-    content_scale, taste_scale = scales.coef_[0]
-    coef = np.concatenate([content_scale * content_coef, taste_scale * taste_coef])
-    # Every coefficient held where the scales put it: only the intercept is fitted (the
-    # same intercept as the two-scale fit's, at its optimum).
-    ranker = CryRanker(C=PRIOR_C, prior_coef=coef, prior_precision=np.full(len(coef), np.inf))
-    return ranker.fit_graded(X, t, sample_weight=w * FEEDBACK_WEIGHT)
+    X, t, w = pseudo.X, pseudo.target, pseudo.weight
+    if len(real.target):
+        Xr, tr, wr = ((real.X, real.target, real.weight) if rows is None
+                      else (real.X[rows], real.target[rows], real.weight[rows]))
+        X = np.vstack([X, Xr])
+        t = np.concatenate([t, tr])
+        w = np.concatenate([w, wr * FEEDBACK_WEIGHT])
+    ranker = CryRanker(C=PRIOR_C, prior_coef=prior_coefficients(),
+                       prior_precision=prior_precision())
+    return ranker.fit_graded(X, t, sample_weight=w, warm_start=warm_start)
 
 
 def holdout_scores(pseudo: TrainingSet, real: TrainingSet,

@@ -224,30 +224,3 @@ def test_session_items_carry_their_person_for_the_shown_before_lookup(db, rec):
     assert _shown_among(db, user, [*shown, "not-an-item"]) == set(shown)
     assert _shown_among(db, other, shown) == ({item.id} & set(shown))
     assert _shown_among(db, user) == set(shown)
-
-
-def test_a_refit_is_calibrated_on_the_feedback_it_learned_from(db, rec):
-    """Refitting scales the self-supervised content model and the taste part to what
-    reactions say: the mean predicted probability on the stored reactions matches their
-    mean graded target, and a matching mood no longer outweighs a known taste sevenfold."""
-    matrix = rec.matrix(db)
-    for k in range(6):
-        user = person(db, f"c{k}")
-        for j in range(4):
-            session = create_session(db, rec, user, SessionRequest(moods=("grief",)),
-                                     seed=10 * k + j)
-            reactions = [(si.item_id, "cried" if "loss_parent" in si.item.tag_list
-                          else "neutral" if n % 2 else "skipped")
-                         for n, si in enumerate(session.items)]
-            record_feedback(db, user, session.id, FeedbackInput(reactions, catharsis=3))
-    content, _ = learning.fit_ranker(None, matrix, rec.vocabulary)
-    ranker, _ = learning.fit_ranker(db, matrix, rec.vocabulary)
-    real = learning.feedback_training_set(db, matrix, rec.vocabulary)
-    predicted = ranker.predict_proba(real.X)[:, 1]
-    mean_target = np.average(real.target, weights=real.weight)
-    assert abs(np.average(predicted, weights=real.weight) - mean_target) < 0.02
-    before = content.predict_proba(real.X)[:, 1]
-    assert abs(np.average(before, weights=real.weight) - mean_target) > 0.05
-    coef = dict(zip(learning.PAIR_FEATURES, ranker.coef_[0], strict=True))
-    old = dict(zip(learning.PAIR_FEATURES, content.coef_[0], strict=True))
-    assert coef["mood_match"] / coef["taste_theme"] < old["mood_match"] / old["taste_theme"]
