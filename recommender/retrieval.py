@@ -62,7 +62,8 @@ def _top(prior: np.ndarray, rows: np.ndarray, k: int,
     values = prior[rows]
     if len(rows) > SAMPLE_ABOVE and rng is not None:
         sample = values[rng.integers(0, len(rows), SAMPLE_SIZE)]
-        bar = np.quantile(sample, max(0.0, 1.0 - 2.0 * k / len(rows)))
+        at = int(max(0.0, 1.0 - 2.0 * k / len(rows)) * (SAMPLE_SIZE - 1))
+        bar = np.partition(sample, at)[at]   # that quantile of the sample
         above = np.flatnonzero(values >= bar)
         if len(above) >= k:
             part = np.argpartition(-values[above], k - 1)[:k]
