@@ -123,7 +123,18 @@ class LovedAttributes:
     @classmethod
     def of(cls, stats: Stats, vocabulary: Vocabulary) -> LovedAttributes:
         """The person's strongest: a theme covers a good share of the catalogue, so only
-        the few best-loved ones pick candidates (the ranker weighs every one)."""
+        the few best-loved ones pick candidates (the ranker weighs every one). Kept in the
+        stats' memo while the same stored stats are in use."""
+        memo = getattr(stats, "memo", None)
+        known = memo.get("loved") if memo is not None else None
+        if known is None or known[0] is not vocabulary:
+            known = (vocabulary, cls._of(stats, vocabulary))
+            if memo is not None:
+                memo["loved"] = known
+        return known[1]
+
+    @classmethod
+    def _of(cls, stats: Stats, vocabulary: Vocabulary) -> LovedAttributes:
         liked = liked_attributes(stats, ("theme", "maker"))
         column = {t: j for j, t in enumerate(vocabulary.theme_ids)}
         themes = sorted(liked["theme"].items(), key=lambda kv: -kv[1])[:LOVED_THEMES]

@@ -17,13 +17,14 @@ row, so a person's next session reflects their last feedback at once.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
-from sqlalchemy import bindparam, select
+from sqlalchemy import Text, bindparam, cast, select
 from sqlalchemy.orm import Session
 
 from recommender.features import (
@@ -82,13 +83,43 @@ def _add(stats: Stats, rated: Iterable[RatedItem], weight: float, sign: float) -
                 del stats[key]
 
 
-_STATS_OF = (select(PersonTaste.__table__.c.stats)
-             .where(PersonTaste.__table__.c.user_id == bindparam("user")))
+# The stored row as its JSON text: a request compares it with the last one it decoded.
+_STATS_TEXT_OF = (select(cast(PersonTaste.__table__.c.stats, Text))
+                  .where(PersonTaste.__table__.c.user_id == bindparam("user")))
+
+
+class StoredStats(dict):
+    """A person's stats as stored, with what requests work out from them (``memo``: their
+    columns in the catalogue's taste table, their loved attributes). Shared between the
+    requests that read the same stored text, so never changed in place."""
+
+    __slots__ = ("memo", "text")
+
+    def __init__(self, data: dict, text: str):
+        super().__init__(data)
+        self.text = text
+        self.memo: dict = {}
+
+
+# The last stats decoded per person in this process. Only a cache: every request reads the
+# stored row, and an entry is used only when the row's text is exactly the same.
+_DECODED: dict[str, StoredStats] = {}
+DECODED_PEOPLE = 4096
 
 
 def load_stats(db: Session, user_id: str) -> Stats:
-    stats = db.scalar(_STATS_OF, {"user": user_id})
-    return dict(stats) if stats else {}
+    """The person's stats as stored now (empty for someone new)."""
+    text = db.scalar(_STATS_TEXT_OF, {"user": user_id})
+    if not text:
+        return {}
+    known = _DECODED.get(user_id)
+    if known is not None and known.text == text:
+        return known
+    stats = StoredStats(json.loads(text) or {}, text)
+    if len(_DECODED) >= DECODED_PEOPLE:
+        _DECODED.clear()
+    _DECODED[user_id] = stats
+    return stats
 
 
 def apply_feedback(
@@ -236,12 +267,36 @@ def posterior(matrix: ItemMatrix, stats: Stats) -> tuple[np.ndarray, np.ndarray]
     s = np.zeros(n_attr)
     n = np.zeros(n_attr)
     if stats:
-        keys = list(stats)
-        at, cols = attrs.columns_of(keys)
-        entries = np.array([stats[k][:2] for k in keys], dtype=np.float64).reshape(-1, 2)
-        s[cols] = np.maximum(entries[at, 0], 0.0)
-        n[cols] = np.maximum(entries[at, 1], 0.0)
+        cols, entries = _columns_and_entries(attrs, stats)
+        s[cols] = np.maximum(entries[:, 0], 0.0)
+        n[cols] = np.maximum(entries[:, 1], 0.0)
     return s, n
+
+
+def _columns_and_entries(attrs: TasteAttributes, stats: Stats
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """The columns of ``attrs`` the person's keys name, and those keys' [reward sum, count].
+
+    Worked out on the catalogue's table (the candidates' table is cut from it) and kept in
+    the stats' memo while the same stored stats and the same table are in use."""
+    root = attrs.parent if attrs.parent is not None else attrs
+    memo = getattr(stats, "memo", None)
+    known = memo.get("columns") if memo is not None else None
+    if known is None or known[0] is not root:
+        keys = list(stats)
+        at, root_cols = root.columns_of(keys)
+        entries = np.array([stats[k][:2] for k in keys], dtype=np.float64).reshape(-1, 2)
+        known = (root, root_cols, entries[at])
+        if memo is not None:
+            memo["columns"] = known
+    _, root_cols, entries = known
+    if attrs is root:
+        return root_cols, entries
+    pos = np.searchsorted(attrs.parent_cols, root_cols)
+    pos = np.minimum(pos, max(len(attrs.parent_cols) - 1, 0))
+    hit = (attrs.parent_cols[pos] == root_cols) if len(attrs.parent_cols) else (
+        np.zeros(len(root_cols), dtype=bool))
+    return pos[hit], entries[hit]
 
 
 def deviation(

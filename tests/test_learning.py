@@ -246,3 +246,35 @@ def test_thompson_draws_for_unmet_attributes_follow_the_prior():
     # Longer than the pool: drawn afresh, still from the prior.
     long = tastes._prior_draws(rng, tastes.PRIOR_DRAW_POOL + 5)
     assert len(long) == tastes.PRIOR_DRAW_POOL + 5 and 0.3 < long.mean() < 0.4
+
+
+def test_stored_stats_are_decoded_again_only_when_the_row_changes(db, rec):
+    from recommender.features import attribute_keys
+    from recommender.store.models import CatalogItem
+
+    user_id = person(db, "memo")
+    assert tastes.load_stats(db, user_id) == {}
+    item = db.scalars(select(CatalogItem).where(CatalogItem.aftercare.is_(False))
+                      .limit(1)).one()
+    keys = attribute_keys(item.id, item.kind, [t.tag for t in item.tags], item.artist,
+                          item.director, item.year, rec.vocabulary)
+    tastes.apply_feedback(db, user_id, previous=[], previous_weight=1.0,
+                          current=[tastes.RatedItem(keys, "cried")], current_weight=1.0)
+    db.commit()
+    first = tastes.load_stats(db, user_id)
+    assert first[f"item:{item.id}"][2] == 1.0
+    matrix = rec.matrix(db)
+    plain = tastes.posterior(matrix, dict(first))   # a plain dict: worked out afresh
+    memoised = tastes.posterior(matrix, first)
+    again = tastes.posterior(matrix, tastes.load_stats(db, user_id))
+    assert tastes.load_stats(db, user_id) is first   # same stored text: the same object
+    for got in (memoised, again):
+        assert np.array_equal(got[0], plain[0]) and np.array_equal(got[1], plain[1])
+    # The row changes (another worker, say): the next read decodes the new text.
+    tastes.apply_feedback(db, user_id, previous=[tastes.RatedItem(keys, "cried")],
+                          previous_weight=1.0, current=[tastes.RatedItem(keys, "skipped")],
+                          current_weight=1.0)
+    db.commit()
+    second = tastes.load_stats(db, user_id)
+    assert second is not first and second[f"item:{item.id}"][2] == 0.0
+    assert tastes.posterior(matrix, second)[0].sum() < plain[0].sum()
