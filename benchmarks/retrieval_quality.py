@@ -12,8 +12,8 @@ synthetic catalogue of `--size` items, once per retrieval design, on copies of o
 
 The earlier design is set by overriding the module's pool sizes and its taste hook in this
 process only. Prints the mean cried-rate (share of a session's sad items that made the
-person cry) over sessions 1-3 and after half the sessions, per seed and on average, and the
-CPU time of the sessions. Usage:
+person cry) over sessions 1-3 and after half the sessions, per seed and on average (speed
+is measured by `benchmarks/scale.py`: runs in one process here are not comparable). Usage:
 
     .venv/bin/python benchmarks/retrieval_quality.py --size 100000 --seeds 7,8,9
 
@@ -28,7 +28,6 @@ import copy
 import shutil
 import sys
 import tempfile
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -85,17 +84,14 @@ def run(store: Path, matrices: Path, work: Path, design: str, seed: int, people_
                 people_cache[seed] = make_people(matrix, rec.vocabulary, people_n, seed)
             # The same people (hidden tastes, reaction draws) for every design.
             people = copy.deepcopy(people_cache[seed])
-            started = time.process_time()
             rows, _ = run_goodcry(db, rec, people, config, matrix)
-            cpu = time.process_time() - started
     finally:
         engine.dispose()
     frame = pd.DataFrame(rows)
     half = sessions // 2
     return {"design": design, "seed": seed,
             "early": frame[frame.session <= 3].cried_rate.mean(),
-            "late": frame[frame.session > half].cried_rate.mean(),
-            "cpu_ms_per_session": 1000 * cpu / len(frame)}
+            "late": frame[frame.session > half].cried_rate.mean()}
 
 
 def main() -> None:
@@ -119,12 +115,11 @@ def main() -> None:
             result = run(folder / "goodcry.sqlite", folder / "matrices", workdir / "run",
                          design, seed, args.people, args.sessions, people_cache)
             print(f"seed {seed} | {design:26s} | sessions 1-3 {result['early']:.3f} | "
-                  f"sessions {args.sessions // 2 + 1}-{args.sessions} {result['late']:.3f} | "
-                  f"{result['cpu_ms_per_session']:.1f} ms CPU per session (with feedback)",
+                  f"sessions {args.sessions // 2 + 1}-{args.sessions} {result['late']:.3f}",
                   flush=True)
             results.append(result)
     table = pd.DataFrame(results).groupby("design", sort=False)[
-        ["early", "late", "cpu_ms_per_session"]].mean()
+        ["early", "late"]].mean()
     print(f"\nMean over seeds {args.seeds}, {args.people} people x {args.sessions} sessions, "
           f"{args.size:,} items:")
     print(table.round(3).to_string())

@@ -34,11 +34,11 @@ from recommender.vocabulary import Vocabulary
 # Catalogues up to this size are ranked in full (the bundled one has under a thousand items).
 RETRIEVE_ABOVE = 5_000
 SONG_CANDIDATES = 300
-FILM_CANDIDATES = 60
-AFTERCARE_CANDIDATES = 60
+FILM_CANDIDATES = 30
+AFTERCARE_CANDIDATES = 20
 # On top of those: songs and films picked for the person's taste (themes and makers).
 PERSONAL_SONG_CANDIDATES = 200
-PERSONAL_FILM_CANDIDATES = 30
+PERSONAL_FILM_CANDIDATES = 15
 LOVED_THEMES = 3
 LOVED_THEME_ROWS = 8_000
 LOVED_MAKERS = 20
