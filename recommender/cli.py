@@ -43,8 +43,8 @@ def main() -> None:
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 64),
-              help="Threads per worker: above 1, gunicorn's gthread workers (which also keep "
-                   "connections alive between requests); 1 is a sync worker.")
+              help="Threads per worker (gunicorn's gthread workers, which keep connections "
+                   "alive between requests: a client's next request skips a new connection).")
 def serve(host: str, port: int, workers: int, threads: int) -> None:
     """Run the web service on gunicorn (migrating and loading the catalogue first)."""
     from gunicorn.app.base import BaseApplication
@@ -67,9 +67,8 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
         def load_config(self):
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)
-            if threads > 1:
-                self.cfg.set("worker_class", "gthread")
-                self.cfg.set("threads", threads)
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("threads", threads)
             self.cfg.set("graceful_timeout", 10)
             self.cfg.set("timeout", 60)
             self.cfg.set("accesslog", None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import socket
@@ -138,6 +139,17 @@ def test_serve_runs_gunicorn_and_stops_on_sigterm(tmp_path):
         assert reg.status_code == 201
         page = requests.get(f"http://127.0.0.1:{port}/", timeout=10)
         assert page.status_code == 200 and "goodcry" in page.text
+        # A client's connection stays open between requests (gthread workers keep it alive).
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            for _ in range(3):
+                connection.request("GET", "/healthz")
+                answer = connection.getresponse()
+                assert answer.status == 200 and answer.read()
+                assert not answer.will_close
+            assert connection.sock is not None
+        finally:
+            connection.close()
     finally:
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=30)
