@@ -334,21 +334,27 @@ def test_fifty_exports_under_injected_faults_each_end_with_one_complete_playlist
 def test_two_exports_at_once_make_one_playlist(world):
     with world.db() as db:
         session_id, uris = made_up_session(db, world.alice.user_id, world.server, 30, False)
-    world.server.delay_next("/v1/search", seconds=0.5, times=3)
+    # The first export's first search is held in flight until the second call has answered:
+    # the second call meets a running export, whatever the machine's load.
+    in_flight = threading.Event()
+    world.server.hold_next("/v1/search", until=in_flight)
     outcomes = []
-    start_together = threading.Barrier(2)
 
     def run() -> None:
-        start_together.wait(timeout=10)
         with world.db() as db:
             outcomes.append(export_session(db, world.settings, world.alice.user_id,
                                            world.session(db, session_id)))
 
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    first = threading.Thread(target=run)
+    first.start()
+    deadline = time.monotonic() + 10
+    while not world.server.requests_to("/v1/search") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert world.server.requests_to("/v1/search"), "the first export never searched"
+    run()   # the second call, while the first is running
+    assert [o.status for o in outcomes] == ["pending"]
+    in_flight.set()
+    first.join(timeout=30)
     assert sorted(o.status for o in outcomes) == ["done", "pending"]
     assert len({o.export_id for o in outcomes}) == 1
     assert len(world.server.playlists) == 1

@@ -170,13 +170,14 @@ class RecordedRequest:
 
 @dataclass
 class Fault:
-    kind: str  # "status" or "delay"
+    kind: str  # "status", "delay" or "hold"
     path: str | None  # a path prefix, or None for every path
     status: int = 0
     retry_after: int | None = None
     reason: str | None = None
     seconds: float = 0.0
     times: int = 1
+    until: threading.Event | None = None  # "hold": answer once this is set
 
     def applies_to(self, path: str) -> bool:
         return self.path is None or path.startswith(self.path)
@@ -402,6 +403,14 @@ class FakeSpotify:
         with self._lock:
             self._faults.append(Fault("delay", path, seconds=seconds, times=times))
 
+    def hold_next(self, path: str | None, until: threading.Event, times: int = 1,
+                  longest_s: float = 8.0) -> None:
+        """The next ``times`` requests under ``path`` wait until ``until`` is set (at most
+        ``longest_s``) before answering: the test decides when a call in flight lands."""
+        with self._lock:
+            self._faults.append(Fault("hold", path, seconds=longest_s, times=times,
+                                      until=until))
+
     def set_fault_rates(
         self,
         rate_limited: float = 0.0,
@@ -510,6 +519,10 @@ class FakeSpotify:
             if fault.kind == "delay":
                 recorded.fault = f"delay {fault.seconds}"
                 fake._stopping.wait(fault.seconds)
+                return None
+            if fault.kind == "hold":
+                recorded.fault = "hold"
+                fault.until.wait(fault.seconds)
                 return None
             recorded.fault = str(fault.status)
             if fault.status == 429:
