@@ -51,6 +51,12 @@ SAMPLE_ABOVE = 50_000
 SAMPLE_SIZE = 20_000
 
 
+def _sorted_distinct(rows: np.ndarray) -> np.ndarray:
+    """``rows`` sorted, each once (``np.unique`` without its hashing, slower here)."""
+    rows = np.sort(rows)
+    return rows[np.concatenate(([True], rows[1:] != rows[:-1]))] if len(rows) else rows
+
+
 def _top(prior: np.ndarray, rows: np.ndarray, k: int,
          rng: np.random.Generator | None = None) -> np.ndarray:
     """The ``k`` rows of highest prior. A large pool is first cut at a bar that a random
@@ -143,9 +149,8 @@ class LovedAttributes:
                    makers=dict(makers))
 
 
-def _personal_pools(matrix: ItemMatrix, index: RetrievalIndex, prior: np.ndarray,
-                    taste: LovedAttributes, song_ok, film_ok,
-                    rng: np.random.Generator) -> list[np.ndarray]:
+def _personal_pools(index: RetrievalIndex, prior: np.ndarray, taste: LovedAttributes,
+                    song_ok, film_ok, rng: np.random.Generator) -> list[np.ndarray]:
     """The best allowed songs (and films, with ``film_ok``) among the rows carrying a loved
     theme or maker, by the request's prior plus the deviation of every loved attribute a
     row carries (read from the inverted indexes: only those rows are touched). A theme
@@ -166,12 +171,9 @@ def _personal_pools(matrix: ItemMatrix, index: RetrievalIndex, prior: np.ndarray
         carrying.append((np.concatenate([r for r, _ in made]),
                          np.repeat(np.array([d for _, d in made], dtype=np.float32),
                                    [len(r) for r, _ in made])))
-    if not carrying:
-        return []
-    rows = np.sort(np.concatenate([r for r, _ in carrying]))
+    rows = _sorted_distinct(np.concatenate([r for r, _ in carrying])) if carrying else []
     if not len(rows):
         return []
-    rows = rows[np.concatenate(([True], rows[1:] != rows[:-1]))]
     bonus = np.zeros(len(prior), dtype=np.float32)
     for carriers, dev in carrying:
         bonus[carriers] += dev   # distinct within one theme, and across makers
@@ -201,7 +203,7 @@ def retrieval_index(matrix: ItemMatrix) -> RetrievalIndex:
         cached = RetrievalIndex(
             moods_by_tag=sp.csc_matrix(matrix.moods), themes_by_tag=sp.csc_matrix(matrix.themes),
             sad_songs=by_cap(songs & ~matrix.aftercare), aftercare_songs=by_cap(care),
-            pool_code=np.where(matrix.aftercare, 0, np.clip(np.rint(intensity), 1, 5)
+            pool_code=np.where(matrix.aftercare, 0, np.clip(intensity, 1, 5)
                                + np.where(matrix.is_film, FILM_CODE, 0)).astype(np.uint8),
             films=by_cap(matrix.is_film & ~matrix.aftercare),
             all_aftercare_songs=np.flatnonzero(care).astype(np.int32),
@@ -277,18 +279,16 @@ def candidate_rows(
 
         def film_ok(rows: np.ndarray) -> np.ndarray:
             code = index.pool_code[rows]
-            ok = np.flatnonzero((code > FILM_CODE) & (code <= FILM_CODE + deepen_cap))
-            ok = ok[matrix.duration_s[rows[ok]] <= budget - FILM_MARGIN_S]
-            mask = np.zeros(len(rows), dtype=bool)
-            mask[ok] = True
-            return mask
+            ok = (code > FILM_CODE) & (code <= FILM_CODE + deepen_cap)
+            at = np.flatnonzero(ok)  # only the films' lengths are read
+            ok[at] = matrix.duration_s[rows[at]] <= budget - FILM_MARGIN_S
+            return ok
 
-        pools += _personal_pools(matrix, index, prior, taste, song_ok,
+        pools += _personal_pools(index, prior, taste, song_ok,
                                  film_ok if films is not None else None, rng)
     if keep_rows is not None and len(keep_rows):
         pools.append(np.asarray(keep_rows, dtype=np.int64))
-    rows = np.sort(np.concatenate(pools).astype(np.int64))
-    return rows[np.concatenate(([True], rows[1:] != rows[:-1]))] if len(rows) else rows
+    return _sorted_distinct(np.concatenate(pools).astype(np.int64))
 
 
 def ranking_vector(
