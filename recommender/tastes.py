@@ -201,11 +201,17 @@ class TasteAttributes:
             return (np.array([i for i, _ in found], dtype=np.int64),
                     np.array([j for _, j in found], dtype=np.int64))
         at, parent_cols = self.parent.columns_of(keys)
+        hit, cols = self.from_parent_columns(parent_cols)
+        return at[hit], cols
+
+    def from_parent_columns(self, parent_cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Which of the parent's columns ``parent_cols`` these items use (a mask over them)
+        and those columns' numbers here."""
         pos = np.searchsorted(self.parent_cols, parent_cols)
         pos = np.minimum(pos, max(len(self.parent_cols) - 1, 0))
         hit = (self.parent_cols[pos] == parent_cols) if len(self.parent_cols) else (
             np.zeros(len(parent_cols), dtype=bool))
-        return at[hit], pos[hit]
+        return hit, pos[hit]
 
 
 def taste_attributes(matrix: ItemMatrix, vocabulary: Vocabulary | None = None) -> TasteAttributes:
@@ -292,11 +298,8 @@ def _columns_and_entries(attrs: TasteAttributes, stats: Stats
     _, root_cols, entries = known
     if attrs is root:
         return root_cols, entries
-    pos = np.searchsorted(attrs.parent_cols, root_cols)
-    pos = np.minimum(pos, max(len(attrs.parent_cols) - 1, 0))
-    hit = (attrs.parent_cols[pos] == root_cols) if len(attrs.parent_cols) else (
-        np.zeros(len(root_cols), dtype=bool))
-    return pos[hit], entries[hit]
+    hit, cols = attrs.from_parent_columns(root_cols)
+    return cols, entries[hit]
 
 
 def deviation(
