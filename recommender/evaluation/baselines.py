@@ -54,6 +54,21 @@ class PopularityPolicy(Policy):
                 self.moved[row] += REWARD[reaction]
 
 
+class HiddenTasteOracle(Policy):
+    """Not a baseline but the ceiling: it reads each simulated person's hidden taste (the
+    true log-odds of crying per item) and ranks by it from the first session on, through
+    the same arc. What any learner can reach on these people; it learns nothing."""
+
+    name = "oracle (hidden taste)"
+
+    def __init__(self, utilities: dict[str, np.ndarray], jitter: float = 0.01):
+        self.utilities = utilities
+        self.jitter = jitter
+
+    def scores(self, person, vec, matrix, rng):
+        return self.utilities[person] + rng.normal(0.0, self.jitter, len(matrix))
+
+
 class ContentPolicy(Policy):
     """The content model only: the request's moods, themes, words and intensity; no history."""
 

@@ -11,6 +11,7 @@ import pandas as pd
 from recommender.evaluation.replay import replay
 from recommender.evaluation.simulation import (
     GOODCRY,
+    ORACLE,
     SimulationConfig,
     SimulationResult,
     run_simulation,
@@ -63,6 +64,18 @@ class Evaluation:
                 f"{np.percentile(whole_cpu, 50):.1f} ms, p95 {np.percentile(whole_cpu, 95):.1f} ms")
         return out
 
+    def ceiling(self) -> list[str]:
+        """How close goodcry comes to the oracle, and how close 2x content match asks."""
+        after = self.after()
+        if ORACLE not in after or not after[ORACLE] > 0:
+            return []
+        top = after[ORACLE]
+        line = (f"Ceiling: the oracle (ranking by each person's hidden taste from the first "
+                f"session) reaches {top:.3f}; goodcry reaches {after[GOODCRY] / top:.0%} of it")
+        if "content match" in after:
+            line += f", 2x content match would be {2 * after['content match'] / top:.0%} of it"
+        return [line + ".", ""]
+
     def text(self) -> str:
         cfg = self.simulation.config
         lines = [
@@ -87,6 +100,7 @@ class Evaluation:
                 self.replay.round(3).to_string(),
                 "",
             ]
+        lines += self.ceiling()
         lines.append("Targets:")
         for name, (ok, figures) in self.targets().items():
             lines.append(f"  [{'ok' if ok else 'MISSED'}] {name}: {figures}")
@@ -105,7 +119,8 @@ def plot_curves(result: SimulationResult, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
     for method in curves.columns:
         ax.plot(curves.index, curves[method], marker="o", markersize=3,
-                linewidth=2.5 if method == GOODCRY else 1.5, label=method)
+                linewidth=2.5 if method == GOODCRY else 1.5, label=method,
+                **({"linestyle": "--", "color": "grey"} if method == ORACLE else {}))
     ax.set_xlabel("session")
     ax.set_ylabel("cried-rate (share of sad items that made them cry)")
     ax.set_title(f"Learning curves: {result.config.people} simulated people")

@@ -7,7 +7,8 @@ then ``update_taste``: the online update of the person's taste, timed on its own
 every few rounds, ``learning.fit_ranker`` + ``save_version`` (what
 ``goodcry train`` does), picked up by the same ``Recommender`` as a new version. The baselines
 score the same catalogue matrix and go through the same ``assemble``. Every method meets the
-same simulated people, built from the same seed.
+same simulated people, built from the same seed. The oracle is not a baseline but the
+ceiling: it ranks by each person's hidden taste from the first session on.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from recommender.cry_sessions import (
 )
 from recommender.evaluation.baselines import (
     ContentPolicy,
+    HiddenTasteOracle,
     Policy,
     PopularityPolicy,
     RandomPolicy,
@@ -44,6 +46,7 @@ from recommender.store.db import make_engine, make_session_factory
 from recommender.store.models import User
 
 GOODCRY = "goodcry"
+ORACLE = HiddenTasteOracle.name
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ class SimulationConfig:
     exploration: str = "balanced"
     retrain_every: int = 5            # rounds between refits of the shared model (0: never)
     methods: tuple[str, ...] = (GOODCRY, "content match", "river LinUCB", "popularity",
-                                "random")
+                                "random", ORACLE)
 
 
 @dataclass
@@ -187,6 +190,9 @@ def run_simulation(config: SimulationConfig | None = None,
                 people = make_people(matrix, vocabulary, config.people, config.seed)
                 if method == GOODCRY:
                     got, times = run_goodcry(db, rec, people, config, matrix)
+                elif method == ORACLE:
+                    oracle = HiddenTasteOracle({p.name: p.utility for p in people})
+                    got = run_policy(oracle, people, config, matrix, vocabulary)
                 else:
                     got = run_policy(policies[method], people, config, matrix, vocabulary)
                 rows.extend(got)
