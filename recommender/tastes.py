@@ -42,13 +42,7 @@ WEIGHT = {"cried": 1.0, "moved": 1.0, "neutral": 0.5, "skipped": 1.0, "never_aga
 PRIOR_MEAN = 0.35       # what an unrated attribute is expected to give
 PRIOR_STRENGTH = 2.0    # how many reactions' worth of evidence the prior is
 # How far a Thompson draw may stray from the posterior mean, per exploration mode.
-EXPLORATION_TEMPERATURE = {"familiar": 0.0, "balanced": 0.1, "discover": 0.7}
-# ``balanced`` explores widely while it is still getting to know someone: until they have
-# reacted to this many items (about five sessions), its draws stray this far, further than
-# the posterior itself, so their first sessions try many themes, eras and makers; after,
-# it leans on what they have shown (the simulation benchmark: EVALUATION.md).
-GETTING_TO_KNOW_ITEMS = 50
-GETTING_TO_KNOW_TEMPERATURE = 1.5
+EXPLORATION_TEMPERATURE = {"familiar": 0.0, "balanced": 0.25, "discover": 0.7}
 
 # A stats entry: [weighted reward sum, weighted count, times cried, times moved].
 Stats = dict[str, list[float]]
@@ -315,9 +309,8 @@ def deviation(
     """The person's taste per attribute as log-odds above the prior, Thompson-sampled.
 
     ``familiar`` uses the posterior mean; ``balanced`` and ``discover`` draw from each
-    attribute's Beta posterior, tempered towards the mean (wider for ``discover``, and for
-    ``balanced`` while the person is new: :func:`exploration_temperature`), so rarely tried
-    themes, eras and makers get their chance while well-known favourites stay likely.
+    attribute's Beta posterior, tempered towards the mean (wider for ``discover``), so rarely
+    tried themes, eras and makers get their chance while well-known favourites stay likely.
     """
     return deviations(matrix, stats, exploration=exploration, rng=rng)[1]
 
@@ -333,7 +326,7 @@ def deviations(
     beta = PRIOR_STRENGTH * (1.0 - PRIOR_MEAN) + np.maximum(n - s, 0.0)
     mean = alpha / (alpha + beta)
     mean_deviation = _logit(mean) - _logit(PRIOR_MEAN)
-    temperature = exploration_temperature(stats, exploration)
+    temperature = EXPLORATION_TEMPERATURE.get(exploration, 0.3)
     if not temperature or rng is None:
         return mean_deviation, mean_deviation
     # Attributes the person never met are all at the prior: their draws come from a pool of
@@ -343,25 +336,6 @@ def deviations(
     draws[met] = rng.beta(alpha[met], beta[met])
     drawn = mean + temperature * (draws - mean)
     return mean_deviation, _logit(drawn) - _logit(PRIOR_MEAN)
-
-
-def exploration_temperature(stats: Stats, exploration: str) -> float:
-    """How far this person's Thompson draws stray from the posterior mean (0: not at all)."""
-    if exploration == "balanced" and reacted_items(stats) < GETTING_TO_KNOW_ITEMS:
-        return GETTING_TO_KNOW_TEMPERATURE
-    return EXPLORATION_TEMPERATURE.get(exploration, EXPLORATION_TEMPERATURE["balanced"])
-
-
-def reacted_items(stats: Stats) -> int:
-    """How many items the person has reacted to (each has an ``item:`` entry); kept in the
-    stats' memo while the same stored stats are in use."""
-    memo = getattr(stats, "memo", None)
-    if memo is not None and "reacted" in memo:
-        return memo["reacted"]
-    n = sum(1 for key in stats if key.startswith("item:"))
-    if memo is not None:
-        memo["reacted"] = n
-    return n
 
 
 PRIOR_DRAW_POOL = 1 << 18

@@ -305,33 +305,3 @@ def test_stored_stats_are_decoded_again_only_when_the_row_changes(db, rec):
     second = tastes.load_stats(db, user_id)
     assert second is not first and second[f"item:{item.id}"][2] == 0.0
     assert tastes.posterior(matrix, second)[0].sum() < plain[0].sum()
-
-
-def test_balanced_explores_widely_while_it_gets_to_know_someone(db, rec):
-    """The same evidence about a theme: a person who has reacted to a few items gets draws
-    that stray far from its posterior mean; after GETTING_TO_KNOW_ITEMS reactions, balanced
-    leans on the mean. familiar never strays, discover always does."""
-    matrix = rec.matrix(db)
-    theme = next(k for k in tastes.taste_attributes(matrix).ids if k.startswith("theme:"))
-    column = tastes.taste_attributes(matrix).index[theme]
-    item_ids = [r.id for r in matrix.records]
-    new = {theme: [2.0, 3.0, 2.0, 0.0], **{f"item:{i}": [0.7, 1.0, 0.0, 1.0]
-                                           for i in item_ids[:10]}}
-    known = {**new, **{f"item:{i}": [0.7, 1.0, 0.0, 1.0]
-                       for i in item_ids[:tastes.GETTING_TO_KNOW_ITEMS]}}
-    assert tastes.reacted_items(new) == 10
-    assert tastes.reacted_items(known) == tastes.GETTING_TO_KNOW_ITEMS
-
-    def spread(stats, exploration):
-        mean = tastes.deviation(matrix, stats)[column]
-        draws = [tastes.deviation(matrix, stats, exploration=exploration,
-                                  rng=np.random.default_rng(seed))[column]
-                 for seed in range(40)]
-        return float(np.mean(np.abs(np.array(draws) - mean)))
-
-    assert tastes.exploration_temperature(new, "balanced") == tastes.GETTING_TO_KNOW_TEMPERATURE
-    assert tastes.exploration_temperature(known, "balanced") == (
-        tastes.EXPLORATION_TEMPERATURE["balanced"])
-    assert spread(new, "balanced") > 5 * spread(known, "balanced") > 0
-    assert spread(new, "familiar") == spread(known, "familiar") == 0
-    assert spread(known, "discover") > 3 * spread(known, "balanced")
