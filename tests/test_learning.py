@@ -191,9 +191,18 @@ def test_evaluation_runs_every_method_on_the_same_people(tmp_path):
     assert (tmp_path / "out" / "learning_curves.png").stat().st_size > 1000
     assert set(evaluation.replay.index) == {"goodcry", "content match", "popularity", "random"}
     assert "Targets:" in evaluation.text()
+    # Whether sessions answered the ask: content match ranks by the asked-for mood, random
+    # picks do not.
+    in_mood = evaluation.simulation.after(evaluation.rated, "in_asked_mood")
+    assert in_mood["content match"] >= 0.8 > in_mood["random"]
+    assert "Share of those sessions' sad items that carry the asked-for mood" in \
+        evaluation.text()
     oracle = evaluation.after()["oracle (hidden taste)"]
     assert f"the oracle (ranking by each person's hidden taste from the first session) " \
            f"reaches {oracle:.3f}" in evaluation.text()
+    # The oracle that keeps to the ask does keep to it.
+    assert in_mood["oracle within the ask"] >= 0.95
+    assert "Ceiling: the oracle within the ask" in evaluation.text()
 
 
 def test_the_oracle_shows_each_person_what_their_hidden_taste_loves_most(db, rec):

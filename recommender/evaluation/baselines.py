@@ -54,19 +54,35 @@ class PopularityPolicy(Policy):
                 self.moved[row] += REWARD[reaction]
 
 
+ORACLE = "oracle (hidden taste)"
+ORACLE_WITHIN_ASK = "oracle within the ask"
+# Larger than any spread of hidden utilities: an item in the asked-for mood always wins.
+ASK_FIRST = 100.0
+
+
 class HiddenTasteOracle(Policy):
     """Not a baseline but the ceiling: it reads each simulated person's hidden taste (the
     true log-odds of crying per item) and ranks by it from the first session on, through
-    the same arc. What any learner can reach on these people; it learns nothing."""
+    the same arc. What any learner can reach on these people; it learns nothing.
 
-    name = "oracle (hidden taste)"
+    With ``within_ask``, items carrying an asked-for mood always rank first: the ceiling
+    for a recommender that answers what was asked (the plain oracle fills most of a session
+    from other moods, which these simulated people hardly mind and real people would)."""
 
-    def __init__(self, utilities: dict[str, np.ndarray], jitter: float = 0.01):
+    def __init__(self, utilities: dict[str, np.ndarray], *, within_ask: bool = False,
+                 jitter: float = 0.01):
         self.utilities = utilities
+        self.within_ask = within_ask
         self.jitter = jitter
+        self.name = ORACLE_WITHIN_ASK if within_ask else ORACLE
 
     def scores(self, person, vec, matrix, rng):
-        return self.utilities[person] + rng.normal(0.0, self.jitter, len(matrix))
+        scores = self.utilities[person] + rng.normal(0.0, self.jitter, len(matrix))
+        if self.within_ask:
+            asked = np.asarray(vec.moods, dtype=np.float64)
+            carries = np.asarray(matrix.moods @ asked).ravel() > 0
+            scores += ASK_FIRST * carries
+        return scores
 
 
 class ContentPolicy(Policy):

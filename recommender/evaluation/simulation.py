@@ -7,8 +7,9 @@ then ``update_taste``: the online update of the person's taste, timed on its own
 every few rounds, ``learning.fit_ranker`` + ``save_version`` (what
 ``goodcry train`` does), picked up by the same ``Recommender`` as a new version. The baselines
 score the same catalogue matrix and go through the same ``assemble``. Every method meets the
-same simulated people, built from the same seed. The oracle is not a baseline but the
-ceiling: it ranks by each person's hidden taste from the first session on.
+same simulated people, built from the same seed. The two oracles are not baselines but
+ceilings: they rank by each person's hidden taste from the first session on, one freely,
+one keeping to the asked-for mood.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from recommender.cry_sessions import (
     update_taste,
 )
 from recommender.evaluation.baselines import (
+    ORACLE,
+    ORACLE_WITHIN_ASK,
     ContentPolicy,
     HiddenTasteOracle,
     Policy,
@@ -46,7 +49,6 @@ from recommender.store.db import make_engine, make_session_factory
 from recommender.store.models import User
 
 GOODCRY = "goodcry"
-ORACLE = HiddenTasteOracle.name
 
 
 @dataclass(frozen=True)
@@ -58,13 +60,15 @@ class SimulationConfig:
     exploration: str = "balanced"
     retrain_every: int = 5            # rounds between refits of the shared model (0: never)
     methods: tuple[str, ...] = (GOODCRY, "content match", "river LinUCB", "popularity",
-                                "random", ORACLE)
+                                "random", ORACLE, ORACLE_WITHIN_ASK)
 
 
 @dataclass
 class SimulationResult:
     config: SimulationConfig
-    sessions: pd.DataFrame            # method, person, session, shown, cried, cried_rate
+    # method, person, session, shown, cried, cried_rate, in_asked_mood (the share of the
+    # session's sad items that carry an asked-for mood: whether it answered the ask)
+    sessions: pd.DataFrame
     # The online update (update_taste: the person's taste takes in the feedback, committed),
     # wall clock and CPU time; and the whole of recording feedback (store_feedback first).
     update_ms: list[float] = field(default_factory=list)
@@ -79,10 +83,11 @@ class SimulationResult:
                                           values="cried_rate", aggfunc="mean")
                 [list(self.config.methods)])
 
-    def after(self, rated: int = 10) -> pd.Series:
-        """Mean cried-rate per method over the sessions after ``rated`` rated sessions."""
+    def after(self, rated: int = 10, column: str = "cried_rate") -> pd.Series:
+        """Mean cried-rate (or another per-session ``column``) per method over the sessions
+        after ``rated`` rated sessions."""
         later = self.sessions[self.sessions["session"] > rated]
-        return later.groupby("method")["cried_rate"].mean()[list(self.config.methods)]
+        return later.groupby("method")[column].mean()[list(self.config.methods)]
 
 
 def _reaction_feedback(rows, reactions, matrix: ItemMatrix) -> FeedbackInput:
@@ -95,11 +100,15 @@ def _reaction_feedback(rows, reactions, matrix: ItemMatrix) -> FeedbackInput:
     )
 
 
-def _row(method, person, session, rows, reactions):
+def _row(method, person, session, rows, reactions, matrix: ItemMatrix, moods):
     shown = sum(1 for r in reactions if r)
     cried = sum(1 for r in reactions if r == "cried")
+    # How well the session answered the ask: its sad items that carry an asked-for mood.
+    asked = sum(1 for row, r in zip(rows, reactions, strict=True)
+                if r and set(moods) & set(matrix.records[row].tags))
     return {"method": method, "person": person, "session": session, "shown": shown,
-            "cried": cried, "cried_rate": cried / shown if shown else 0.0}
+            "cried": cried, "cried_rate": cried / shown if shown else 0.0,
+            "in_asked_mood": asked / shown if shown else 0.0}
 
 
 def run_goodcry(db: Session, rec: Recommender, people: list[SimulatedPerson],
@@ -135,7 +144,8 @@ def run_goodcry(db: Session, rec: Recommender, people: list[SimulatedPerson],
             times["update_cpu_ms"].append(1000 * (c2 - c1))
             times["feedback_ms"].append(1000 * (t2 - t0))
             times["feedback_cpu_ms"].append(1000 * (c2 - c0))
-            out.append(_row(GOODCRY, person.name, k + 1, rows, reactions))
+            out.append(_row(GOODCRY, person.name, k + 1, rows, reactions, matrix,
+                            request.moods))
     return out, times
 
 
@@ -157,7 +167,8 @@ def run_policy(policy: Policy, people: list[SimulatedPerson], config: Simulation
             policy.learn(person.name, vec, rows, reactions)
             bans[person.name] |= {r for r, x in zip(rows, reactions, strict=True)
                                   if x == "never_again"}
-            out.append(_row(policy.name, person.name, k + 1, rows, reactions))
+            out.append(_row(policy.name, person.name, k + 1, rows, reactions, matrix,
+                            request.moods))
     return out
 
 
@@ -190,8 +201,9 @@ def run_simulation(config: SimulationConfig | None = None,
                 people = make_people(matrix, vocabulary, config.people, config.seed)
                 if method == GOODCRY:
                     got, times = run_goodcry(db, rec, people, config, matrix)
-                elif method == ORACLE:
-                    oracle = HiddenTasteOracle({p.name: p.utility for p in people})
+                elif method in (ORACLE, ORACLE_WITHIN_ASK):
+                    oracle = HiddenTasteOracle({p.name: p.utility for p in people},
+                                               within_ask=method == ORACLE_WITHIN_ASK)
                     got = run_policy(oracle, people, config, matrix, vocabulary)
                 else:
                     got = run_policy(policies[method], people, config, matrix, vocabulary)
