@@ -129,7 +129,7 @@ def plot_curves(result: SimulationResult, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     curves = result.curves()
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+    fig, ax = plt.subplots(figsize=(10, 4.5), dpi=110)
     for method in curves.columns:
         ax.plot(curves.index, curves[method], marker="o", markersize=3,
                 linewidth=2.5 if method == GOODCRY else 1.5, label=method,
@@ -140,7 +140,7 @@ def plot_curves(result: SimulationResult, path: Path) -> Path:
     ax.set_title(f"Learning curves: {result.config.people} simulated people")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
