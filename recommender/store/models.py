@@ -208,9 +208,8 @@ class SessionItem(Base):
     __tablename__ = "session_items"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    session_id: Mapped[str] = mapped_column(
-        ForeignKey("cry_sessions.id", ondelete="CASCADE"), index=True
-    )
+    # Found by the unique (session_id, position) index below: no index of its own.
+    session_id: Mapped[str] = mapped_column(ForeignKey("cry_sessions.id", ondelete="CASCADE"))
     position: Mapped[int] = mapped_column(Integer)
     item_id: Mapped[str] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
     phase: Mapped[str] = mapped_column(String(16))
