@@ -1,12 +1,28 @@
-"""The store itself: the schema the migrations build is the one the models describe."""
+"""The store itself: the schema the migrations build is the one the models describe, and a
+served SQLite store copies its write-ahead log back after responses, not inside them."""
 
 from __future__ import annotations
 
+import shutil
+from itertools import pairwise
+from pathlib import Path
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import text
 
-from recommender.store.db import make_engine, upgrade
-from recommender.store.models import Base
+from recommender.store.db import (
+    WAL_CHECKPOINT_BYTES,
+    checkpoint_if_due,
+    make_engine,
+    make_session_factory,
+    upgrade,
+)
+from recommender.store.models import Base, CrySession
+from tests.conftest import _prepare
+from tests.served import Client, Served
+
+ROW = "x" * 3000  # about one page of log per row written
 
 
 def test_the_migrated_schema_is_the_models_schema(empty_database_url):
@@ -18,3 +34,78 @@ def test_the_migrated_schema_is_the_models_schema(empty_database_url):
     finally:
         engine.dispose()
     assert differences == []
+
+
+def _write(engine, rows: int) -> None:
+    with engine.begin() as conn:
+        for _ in range(rows):
+            conn.execute(text("INSERT INTO notes (body) VALUES (:b)"), {"b": ROW})
+
+
+def test_without_checkpoint_on_commit_the_log_waits_for_checkpoint_if_due(tmp_path):
+    path = tmp_path / "store.sqlite"
+    wal = Path(f"{path}-wal")
+    # The usual engine: SQLite copies the log back itself once it passes 1,000 pages.
+    usual = make_engine(f"sqlite:///{path}")
+    with usual.begin() as conn:
+        conn.execute(text("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)"))
+    for _ in range(30):
+        _write(usual, 100)
+    usual_largest = wal.stat().st_size
+    usual.dispose()
+    assert usual_largest < 2 * WAL_CHECKPOINT_BYTES
+
+    served = make_engine(f"sqlite:///{path}", checkpoint_on_commit=False)
+    sizes = []
+    for _ in range(30):
+        _write(served, 100)
+        sizes.append(wal.stat().st_size)
+    # Nothing copied it back: the log holds all 3,000 rows.
+    assert sizes == sorted(sizes) and sizes[-1] > 3 * WAL_CHECKPOINT_BYTES
+    assert checkpoint_if_due(served, min_bytes=sizes[-1] * 2) is None  # not due yet
+    copied = checkpoint_if_due(served)
+    assert copied is not None and copied * 4096 >= 3000 * 3000
+    _write(served, 1)  # the next write starts the log over, and the file is cut back
+    assert wal.stat().st_size < 64 * 1024
+    with served.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM notes")).scalar() == 6001
+    served.dispose()
+
+
+def test_other_stores_have_no_log_to_checkpoint(empty_database_url, tmp_path):
+    memory = make_engine("sqlite://")
+    assert checkpoint_if_due(memory, min_bytes=0) is None
+    memory.dispose()
+    if not empty_database_url.startswith("sqlite"):
+        engine = make_engine(empty_database_url)
+        assert checkpoint_if_due(engine, min_bytes=0) is None
+        engine.dispose()
+
+
+def test_a_served_sqlite_store_keeps_its_log_short_and_loses_nothing(template_db, tmp_path):
+    """Whatever the suite's flavour, this is about SQLite: a store of its own."""
+    path = tmp_path / "served.sqlite"
+    if isinstance(template_db, Path):
+        shutil.copy(template_db, path)
+    else:
+        _prepare(f"sqlite:///{path}")
+    url = f"sqlite:///{path}"
+    wal = Path(f"{path}-wal")
+    sizes, made = [], []
+    with Served(url, workers=2, log_path=tmp_path / "serve.log") as server:
+        people = [Client(server.url, f"logkeeper{k}") for k in range(3)]
+        for n in range(240):
+            made.append(people[n % 3].new_session(minutes=90)["id"])
+            sizes.append(wal.stat().st_size if wal.exists() else 0)
+    # The log passed the checkpoint size and was copied back and cut short again, more
+    # than once, without any commit checkpointing it.
+    assert max(sizes) >= WAL_CHECKPOINT_BYTES
+    drops = sum(1 for a, b in pairwise(sizes) if b < a / 2)
+    assert drops >= 2, sizes
+    assert max(sizes) < 2 * WAL_CHECKPOINT_BYTES
+    engine = make_engine(url)
+    with make_session_factory(engine)() as db:
+        stored = set(db.scalars(text("SELECT id FROM cry_sessions")))
+        assert set(made) <= stored
+        assert db.get(CrySession, made[-1]) is not None
+    engine.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from alembic import command
@@ -12,8 +13,20 @@ from sqlalchemy.orm import Session, sessionmaker
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys."""
+# A served SQLite store's write-ahead log is copied back into the database once it holds
+# this much (SQLite's own automatic checkpoint starts at 1,000 pages, about as much).
+WAL_CHECKPOINT_BYTES = 4 * 1024 * 1024
+
+
+def make_engine(url: str, *, checkpoint_on_commit: bool = True) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys.
+
+    With ``checkpoint_on_commit`` off, SQLite's automatic checkpoint is off too: a commit
+    that fills the log past 1,000 pages no longer copies it back into the database (a
+    pause of tens of milliseconds, fsync included, inside whichever request committed).
+    The caller then calls :func:`checkpoint_if_due` where a pause costs nobody anything
+    (the web app does it after a response has been sent), and the log file is cut back
+    whenever it starts over, so its size tells when a checkpoint is due."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30})
 
@@ -24,10 +37,45 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA busy_timeout=30000")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA synchronous=NORMAL")
+            if not checkpoint_on_commit:
+                cur.execute("PRAGMA wal_autocheckpoint=0")
+                # The log file shrinks back when it starts over, so its size says how
+                # much is waiting to be copied.
+                cur.execute("PRAGMA journal_size_limit=0")
             cur.close()
 
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+def wal_path(engine: Engine) -> Path | None:
+    """The write-ahead log file of a SQLite file store (None for any other store)."""
+    if engine.dialect.name != "sqlite":
+        return None
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(f"{database}-wal")
+
+
+def checkpoint_if_due(engine: Engine, min_bytes: int = WAL_CHECKPOINT_BYTES) -> int | None:
+    """Copy a SQLite store's write-ahead log back into the database when the log file
+    holds at least ``min_bytes``; returns the number of pages copied (None when nothing
+    was due). A passive checkpoint: it waits for no reader or writer, copies what it can,
+    and the log starts over at the next write once every page is back. Other stores have
+    no such log and are left alone."""
+    wal = wal_path(engine)
+    if wal is None:
+        return None
+    try:
+        size = os.stat(wal).st_size
+    except FileNotFoundError:
+        return None
+    if size < min_bytes:
+        return None
+    with engine.connect() as conn:
+        busy, _in_log, copied = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
+    return None if busy else int(copied)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
