@@ -9,6 +9,8 @@ client: a fixed number of requests, a few at a time) and prints a table:
     items, import time, session p50/p95/p99, /healthz p50, ratio, sessions/s, RSS of workers
 
 Run:  .venv/bin/python benchmarks/scale.py --sizes 10000,100000,1000000
+      (--rounds 3: the load three times per size, each figure's median and the p95's range;
+      on a shared machine the same code's p95 moves by a third from run to run)
 Also: .venv/bin/python benchmarks/scale.py --rank-only   (in-process ranking micro-benchmark)
       .venv/bin/python benchmarks/scale.py --import-only --sizes 100000,1000000   (import alone)
 """
@@ -271,7 +273,10 @@ def fresh_store(n: int, workdir: Path) -> tuple[Path, dict, Path]:
 
 
 def bench_size(n: int, workdir: Path, requests_n: int, concurrency: int,
-               threads: int = 1) -> dict:
+               threads: int = 1, rounds: int = 1) -> list[dict]:
+    """One row per round: the catalogue is imported and served once, then the load client
+    runs ``rounds`` times (new people each round), so the spread between rounds shows how
+    much of a difference is the machine's own noise."""
     csv_path, env, log = fresh_store(n, workdir)
     import_s = run_cli(["catalog", "import", str(csv_path)], env, log)
     port = free_port()
@@ -280,16 +285,24 @@ def bench_size(n: int, workdir: Path, requests_n: int, concurrency: int,
         proc = subprocess.Popen([*GOODCRY, "serve", "--workers", "2", "--threads",
                                  str(threads), "--port", str(port)],
                                 env=env, cwd=ROOT, stdout=fh, stderr=fh)
+    rows = []
     try:
         wait_ready(base, proc)
         from concurrent.futures import ProcessPoolExecutor
-        with ProcessPoolExecutor(1) as client:
-            result = client.submit(load_client, base, requests_n, concurrency, n,
-                                   proc.pid).result()
-        rss = worker_rss(proc)
+        for round_ in range(rounds):
+            with ProcessPoolExecutor(1) as client:
+                result = client.submit(load_client, base, requests_n, concurrency,
+                                       n * 100 + round_, proc.pid).result()
+            rss = worker_rss(proc)
+            rows.append(_row(n, import_s, requests_n, result, rss))
+            print(json.dumps(rows[-1]), flush=True)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
+    return rows
+
+
+def _row(n: int, import_s: float, requests_n: int, result: dict, rss: list[int]) -> dict:
     h50 = statistics.median(result["health_serial"]) * 1000
     s50 = statistics.median(result["serial"]) * 1000
     return {
@@ -302,6 +315,13 @@ def bench_size(n: int, workdir: Path, requests_n: int, concurrency: int,
         "server_cpu_ms": result["server_cpu_ms"], "client_cpu_ms": result["client_cpu_ms"],
         "load": os.getloadavg()[0],
     }
+
+
+def median_row(rows: list[dict]) -> dict:
+    """Each figure's median over the rounds of one size (the figures of one row need not
+    come from the same round)."""
+    return {key: (statistics.median(r[key] for r in rows) if key != "items" else rows[0][key])
+            for key in rows[0]}
 
 
 def import_only(n: int, workdir: Path) -> dict:
@@ -413,6 +433,25 @@ def profile_sessions(folder: Path, n_requests: int = 40) -> None:
     print(profiler.output_text(unicode=False, color=False, show_all=False))
 
 
+def print_table(rows: list[dict], rounds: list[list[dict]] | None = None) -> None:
+    print("| items | import | p50 ms | p95 ms | p99 ms | serial p50 ms | serial p95 ms "
+          "| /healthz p50 ms | ratio | sessions/s | RSS MiB (sum; max worker) "
+          "| server CPU ms/session | client CPU ms/session | load |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for k, r in enumerate(rows):
+        p95, ratio = f"{r['p95']:.1f}", f"{r['ratio']:.1f}x"
+        if rounds:
+            p95s, ratios = [x["p95"] for x in rounds[k]], [x["ratio"] for x in rounds[k]]
+            p95 += f" ({min(p95s):.1f}-{max(p95s):.1f})"
+            ratio += f" ({min(ratios):.1f}-{max(ratios):.1f})"
+        print(f"| {r['items']:,} | {r['import_s']:.0f} s | {r['p50']:.1f} | {p95} "
+              f"| {r['p99']:.1f} | {r['serial_p50']:.1f} | {r['serial_p95']:.1f} "
+              f"| {r['healthz_p50']:.2f} "
+              f"| {ratio} | {r['per_s']:.0f} | {r['rss_mib']:.0f}; "
+              f"{r['rss_max_mib']:.0f} | {r['server_cpu_ms']:.1f} | {r['client_cpu_ms']:.1f} "
+              f"| {r['load']:.1f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000,1000000")
@@ -420,6 +459,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=1, help="threads per worker")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="runs of the load client per size (one import, one server); "
+                             "the table gives each figure's median and the p95's range")
     parser.add_argument("--rank-only", action="store_true")
     parser.add_argument("--import-only", action="store_true",
                         help="time `goodcry catalog import` alone (wall, CPU, load)")
@@ -440,23 +482,19 @@ def main() -> None:
         for n in (int(s) for s in args.sizes.split(",")):
             print(json.dumps(import_only(n, workdir)), flush=True)
         return
-    rows = []
+    per_size = []
     for n in (int(s) for s in args.sizes.split(",")):
-        row = bench_size(n, workdir, args.requests, args.concurrency, args.threads)
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+        per_size.append(bench_size(n, workdir, args.requests, args.concurrency, args.threads,
+                                   args.rounds))
+    if args.rounds > 1:
+        print()
+        print(f"each round ({args.rounds} per size, one server per size):")
+        print_table([r for rows in per_size for r in rows])
+        print()
+        print(f"median of the {args.rounds} rounds, with the range of p95 and ratio:")
     print()
-    print("| items | import | p50 ms | p95 ms | p99 ms | serial p50 ms | serial p95 ms "
-          "| /healthz p50 ms | ratio | sessions/s | RSS MiB (sum; max worker) "
-          "| server CPU ms/session | client CPU ms/session | load |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['items']:,} | {r['import_s']:.0f} s | {r['p50']:.1f} | {r['p95']:.1f} "
-              f"| {r['p99']:.1f} | {r['serial_p50']:.1f} | {r['serial_p95']:.1f} "
-              f"| {r['healthz_p50']:.2f} "
-              f"| {r['ratio']:.1f}x | {r['per_s']:.0f} | {r['rss_mib']:.0f}; "
-              f"{r['rss_max_mib']:.0f} | {r['server_cpu_ms']:.1f} | {r['client_cpu_ms']:.1f} "
-              f"| {r['load']:.1f} |")
+    print_table([median_row(rows) for rows in per_size],
+                [rows for rows in per_size] if args.rounds > 1 else None)
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 
