@@ -85,10 +85,14 @@ class Recommender:
     """
 
     def __init__(self, vocabulary: Vocabulary | None = None, model_check_s: float = 2.0,
-                 matrix_cache: Path | None = None):
+                 matrix_cache: Path | None = None, unservable_retry_s: float = 300.0):
         self.vocabulary = vocabulary or default_vocabulary()
         self.matrix_cache = matrix_cache or default_cache_dir()
         self.model_check_s = model_check_s
+        # An active version that failed to load is not read again (artefacts and a logged
+        # warning every few seconds) until this long has passed or a new version is active.
+        self.unservable_retry_s = unservable_retry_s
+        self._unservable: tuple[str, float] | None = None
         self._lock = threading.Lock()
         self._matrix: ItemMatrix | None = None
         self._count: tuple[int, int] | None = None
@@ -121,13 +125,21 @@ class Recommender:
         if self._model is not None and now - self._model_checked_at < self.model_check_s:
             return self._model
         active = learning.active_version_name(db)
-        if self._model is None or self._model[0] != active:
+        if (self._model is None or self._model[0] != active) and not self._known_unservable(
+                active, now):
             loaded = learning.load_servable(db)
             if loaded is None:
                 loaded = self._train_content_model(db)
             self._model = loaded
+            self._unservable = (active, now) if active and loaded[0] != active else None
         self._model_checked_at = now
         return self._model
+
+    def _known_unservable(self, active: str | None, now: float) -> bool:
+        """Whether `active` already failed to load here, recently enough not to try again."""
+        return (self._model is not None and self._unservable is not None
+                and self._unservable[0] == active
+                and now - self._unservable[1] < self.unservable_retry_s)
 
     def _train_content_model(self, db: Session) -> tuple[str, CryRanker]:
         ranker, sidecar = learning.fit_ranker(None, self.matrix(db), self.vocabulary)
@@ -137,6 +149,7 @@ class Recommender:
 
     def forget_model(self) -> None:
         self._model = None
+        self._unservable = None
 
 
 @dataclass(frozen=True)

@@ -179,6 +179,32 @@ def test_a_corrupt_new_version_falls_back_to_the_previous_one(db, rec):
     assert db.scalar(select(ModelVersion.active).where(ModelVersion.version == bad))
 
 
+def test_a_broken_active_version_is_not_reloaded_on_every_check(db, rec, caplog):
+    good_version, _ = rec.model(db)
+    ranker, sidecar = learning.fit_ranker(None, rec.matrix(db), rec.vocabulary, seed=1)
+    bad = learning.save_version(db, ranker, sidecar)
+    db.execute(update(ModelVersion).where(ModelVersion.version == bad)
+               .values(artefact=b"not a joblib file"))
+    db.commit()
+
+    def warnings_about_bad():
+        return [r for r in caplog.records if r.levelname == "WARNING" and bad in r.getMessage()]
+
+    with caplog.at_level("WARNING", logger="recommender.learning"):
+        assert rec.model(db)[0] == good_version
+        assert len(warnings_about_bad()) == 1
+        for _ in range(3):  # model_check_s is 0: every call checks the store
+            assert rec.model(db)[0] == good_version
+        assert len(warnings_about_bad()) == 1
+        rec.unservable_retry_s = 0.0  # once the retry period has passed, it is tried again
+        assert rec.model(db)[0] == good_version
+        assert len(warnings_about_bad()) == 2
+    rec.unservable_retry_s = 300.0
+    # A newly activated version is served at once, retry period or not.
+    fixed = learning.save_version(db, ranker, sidecar)
+    assert rec.model(db)[0] == fixed
+
+
 def test_evaluation_runs_every_method_on_the_same_people(tmp_path):
     from recommender.evaluation.report import evaluate
     from recommender.evaluation.simulation import SimulationConfig
