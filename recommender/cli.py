@@ -43,8 +43,8 @@ def main() -> None:
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 64),
-              help="Threads per worker (gunicorn's gthread workers, which keep connections "
-                   "alive between requests: a client's next request skips a new connection).")
+              help="Threads per worker (gunicorn's gthread workers); a worker accepts at most "
+                   "this many connections at once.")
 def serve(host: str, port: int, workers: int, threads: int) -> None:
     """Run the web service on gunicorn (migrating and loading the catalogue first)."""
     from gunicorn.app.base import BaseApplication
@@ -69,6 +69,13 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
             self.cfg.set("workers", workers)
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("threads", threads)
+            # A worker takes a connection only while it has a thread free for it and closes
+            # it after the answer. Kept alive, a client's connection stays with the worker
+            # that first accepted it, so a few busy clients could all queue on one worker
+            # while the other sat idle (benchmark at 100k items, four clients: p95 32 ms
+            # with kept-alive connections, 23 ms without).
+            self.cfg.set("worker_connections", threads)
+            self.cfg.set("keepalive", 0)
             self.cfg.set("graceful_timeout", 10)
             self.cfg.set("timeout", 60)
             self.cfg.set("accesslog", None)
