@@ -56,7 +56,8 @@ log = logging.getLogger(__name__)
 # building a statement costs more than SQLite takes to run these.
 _SESSIONS, _ITEMS = CrySession.__table__, SessionItem.__table__
 _BANS_OF = select(Ban.__table__.c.item_id).where(Ban.__table__.c.user_id == bindparam("user"))
-_SHOWN_TO = select(_ITEMS.c.item_id).where(_ITEMS.c.user_id == bindparam("user"))
+_SHOWN_TO = (select(_ITEMS.c.item_id).distinct()
+             .where(_ITEMS.c.user_id == bindparam("user")))
 _SHOWN_AMONG = _SHOWN_TO.where(_ITEMS.c.item_id.in_(bindparam("ids", expanding=True)))
 _JOURNAL_SINCE = (select(Feedback.__table__.c.note)
                   .where(Feedback.__table__.c.user_id == bindparam("user"),
