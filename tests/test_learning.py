@@ -217,6 +217,10 @@ def test_evaluation_runs_every_method_on_the_same_people(tmp_path):
     assert (tmp_path / "out" / "learning_curves.png").stat().st_size > 1000
     assert set(evaluation.replay.index) == {"goodcry", "content match", "popularity", "random"}
     assert "Targets:" in evaluation.text()
+    # The run names the library versions its figures came from.
+    from importlib.metadata import version
+    assert f"river {version('river')}" in evaluation.text()
+    assert f"scikit-learn {version('scikit-learn')}" in evaluation.text()
     # Whether sessions answered the ask: content match ranks by the asked-for mood, random
     # picks do not.
     in_mood = evaluation.simulation.after(evaluation.rated, "in_asked_mood")
