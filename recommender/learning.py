@@ -10,6 +10,7 @@ import platform
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib.metadata import version
 
 import joblib
 import numpy as np
@@ -129,6 +130,15 @@ def _matrix_item_ids(matrix: ItemMatrix) -> list[str]:
     if ids is not None and getattr(ids, "dtype", None) is not None and ids.dtype.kind == "S":
         return np.char.decode(ids, "utf-8").tolist()
     return [r.id for r in matrix.records]
+
+
+def library_versions(*more: str) -> dict[str, str]:
+    """The Python and library versions a model (or an evaluation run, with ``more``
+    installed distributions by name) was made with."""
+    versions = {"python": platform.python_version(), "scikit-learn": sklearn.__version__,
+                "numpy": np.__version__, "scipy": scipy.__version__, "pandas": pd.__version__,
+                "joblib": joblib.__version__}
+    return versions | {name: version(name) for name in more}
 
 
 def _frame(rows: list, columns: list[str]) -> pd.DataFrame:
@@ -395,14 +405,7 @@ def fit_ranker(
         "solver_iterations": int(ranker.n_iter_[0]),
         "catalog_revision": matrix.revision,
         "catalog_items": len(matrix),
-        "libraries": {
-            "python": platform.python_version(),
-            "scikit-learn": sklearn.__version__,
-            "numpy": np.__version__,
-            "scipy": scipy.__version__,
-            "pandas": pd.__version__,
-            "joblib": joblib.__version__,
-        },
+        "libraries": library_versions(),
         "coefficients": dict(zip(PAIR_FEATURES, (round(float(c), 4) for c in ranker.coef_[-1]),
                                  strict=True)),
         "evaluation": {

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import platform
 from dataclasses import dataclass
-from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -18,17 +16,10 @@ from recommender.evaluation.simulation import (
     SimulationResult,
     run_simulation,
 )
+from recommender.learning import library_versions
 
 RATED = 10
 ONLINE_UPDATE_BUDGET_MS = 50.0
-# The libraries whose versions a run's figures depend on (the library bandit's cried-rate
-# moved by up to 0.007 between two installs of the same code and seed).
-LIBRARIES = ("numpy", "scipy", "scikit-learn", "pandas", "river")
-
-
-def library_versions() -> str:
-    return ", ".join([f"python {platform.python_version()}",
-                      *(f"{name} {version(name)}" for name in LIBRARIES)])
 
 
 @dataclass
@@ -100,7 +91,10 @@ class Evaluation:
             f"Simulation: {cfg.people} simulated people x {cfg.sessions} sessions, seed "
             f"{cfg.seed}, exploration {cfg.exploration!r}, shared model refit every "
             f"{cfg.retrain_every} rounds",
-            f"Libraries: {library_versions()}",
+            # The figures depend on these (the library bandit's cried-rate moved by up to
+            # 0.007 between two installs of the same code and seed).
+            "Libraries: " + ", ".join(f"{name} {v}" for name, v
+                                      in library_versions("river").items()),
             "",
             "Cried-rate per session (mean over people; share of a session's sad items that "
             "made the person cry):",
