@@ -46,9 +46,12 @@ LOVED_MAKERS = 20
 TIE_SPREAD = 0.05
 
 
-# Pools above this size are first cut at a bar estimated from a sample (see _top).
-SAMPLE_ABOVE = 50_000
-SAMPLE_SIZE = 20_000
+# Pools above this size are first cut at a bar estimated from a sample (see _top): the
+# SAMPLE_RANK-th highest of a sample sized so that about BAR_MARGIN times the rows wanted
+# clear it.
+SAMPLE_ABOVE = 8_000
+SAMPLE_RANK = 32
+BAR_MARGIN = 4
 
 
 def _sorted_distinct(rows: np.ndarray) -> np.ndarray:
@@ -60,16 +63,18 @@ def _sorted_distinct(rows: np.ndarray) -> np.ndarray:
 def _top(prior: np.ndarray, rows: np.ndarray, k: int,
          rng: np.random.Generator | None = None) -> np.ndarray:
     """The ``k`` rows of highest prior. A large pool is first cut at a bar that a random
-    sample says about twice ``k`` rows clear; when at least ``k`` do, the top ``k`` are all
-    among them, so the answer is the same as partitioning the whole pool, for a fraction of
-    the work. Otherwise the whole pool is partitioned."""
+    sample says about ``BAR_MARGIN * k`` rows clear; when at least ``k`` do, the top ``k``
+    are all among them, so the answer is the same as partitioning the whole pool, for a
+    fraction of the work. Otherwise the whole pool is partitioned: that takes SAMPLE_RANK
+    of the sample among the pool's best ``k``, where SAMPLE_RANK / BAR_MARGIN = 8 are
+    expected (a binomial tail of about 1e-10)."""
     if len(rows) <= k:
         return rows
     values = prior[rows]
-    if len(rows) > SAMPLE_ABOVE and rng is not None:
-        sample = values[rng.integers(0, len(rows), SAMPLE_SIZE)]
-        at = int(max(0.0, 1.0 - 2.0 * k / len(rows)) * (SAMPLE_SIZE - 1))
-        bar = np.partition(sample, at)[at]   # that quantile of the sample
+    size = -(-len(rows) * SAMPLE_RANK // (BAR_MARGIN * k))
+    if len(rows) > SAMPLE_ABOVE and rng is not None and size < len(rows) // 2:
+        sample = values[rng.integers(0, len(rows), size)]
+        bar = np.partition(sample, size - SAMPLE_RANK)[size - SAMPLE_RANK]
         above = np.flatnonzero(values >= bar)
         if len(above) >= k:
             part = np.argpartition(-values[above], k - 1)[:k]
@@ -171,18 +176,22 @@ def _personal_pools(index: RetrievalIndex, prior: np.ndarray, taste: LovedAttrib
         carrying.append((np.concatenate([r for r, _ in made]),
                          np.repeat(np.array([d for _, d in made], dtype=np.float32),
                                    [len(r) for r, _ in made])))
-    rows = _sorted_distinct(np.concatenate([r for r, _ in carrying])) if carrying else []
-    if not len(rows):
+    if not carrying:
         return []
     bonus = np.zeros(len(prior), dtype=np.float32)
+    carries = np.zeros(len(prior), dtype=bool)
     for carriers, dev in carrying:
         bonus[carriers] += dev   # distinct within one theme, and across makers
+        carries[carriers] = True
+    rows = np.flatnonzero(carries)  # sorted and distinct, without sorting ~25,000 rows
+    if not len(rows):
+        return []
     score = prior[rows] + bonus[rows]
     pools = []
     for ok, k in ((song_ok, PERSONAL_SONG_CANDIDATES), (film_ok, PERSONAL_FILM_CANDIDATES)):
         if ok is not None:
             at = np.flatnonzero(ok(rows))
-            pools.append(rows[_top(score, at, k)])
+            pools.append(rows[_top(score, at, k, rng)])
     return pools
 
 

@@ -327,6 +327,15 @@ def test_top_candidates_cut_at_a_sampled_bar_are_the_exact_top():
     rows = np.sort(rng.choice(n, size=SAMPLE_ABOVE * 2, replace=False))
     exact = set(rows[np.argsort(-prior[rows], kind="stable")[:1000]].tolist())
     assert set(_top(prior, rows, 1000, np.random.default_rng(1)).tolist()) == exact
+    # The sizes retrieval cuts at 100,000 items (songs, a person's loved themes), on a prior
+    # shaped like the real one: a few levels (moods matched, intensity) plus a small spread.
+    big = 100_000
+    shaped = (rng.integers(0, 4, big) * 0.25 + rng.random(big) * 0.05).astype(np.float32)
+    for size, k in ((85_000, 300), (20_000, 200), (9_000, 30)):
+        pool = np.sort(rng.choice(big, size=size, replace=False))
+        exact = set(pool[np.argsort(-shaped[pool], kind="stable")[:k]].tolist())
+        for seed in range(5):
+            assert set(_top(shaped, pool, k, np.random.default_rng(seed)).tolist()) == exact
     # A pool where almost everything ties at the top: the bar lets too few through only if
     # the sample misleads, and then the whole pool is partitioned; either way k distinct rows
     # of the highest value come back.
