@@ -312,6 +312,23 @@ def ranking_vector(
     return vec
 
 
+def reacted_rows(matrix: ItemMatrix, stats: Stats) -> np.ndarray:
+    """The rows of the items the person reacted to (their taste holds an ``item:`` entry
+    for each). Kept in the stats' memo while the same stored stats and catalogue are in use."""
+    memo = getattr(stats, "memo", None)
+    index = matrix.index
+    known = memo.get("reacted_rows") if memo is not None else None
+    if known is not None and known[0] is index:
+        return known[1]
+    reacted = sorted({key[5:] for key in stats if key.startswith("item:")})
+    rows = (index.rows_of(reacted) if isinstance(index, ItemIndex)
+            else np.array([index[i] for i in reacted if i in index], dtype=np.int64))
+    rows.setflags(write=False)  # shared by the requests that read the same stats
+    if memo is not None:
+        memo["reacted_rows"] = (index, rows)
+    return rows
+
+
 def narrow_to_candidates(
     matrix: ItemMatrix, request: SessionRequest, vocabulary: Vocabulary, *,
     stats: Stats, crisis: bool, seed: int | None = None, vec: RequestVector | None = None,
@@ -322,12 +339,7 @@ def narrow_to_candidates(
     if len(matrix) <= RETRIEVE_ABOVE:
         return matrix
     vec = vec if vec is not None else ranking_vector(request, matrix, vocabulary)
-    # Their taste holds an ``item:`` entry for every item they reacted to.
-    reacted = [key[5:] for key in stats if key.startswith("item:")]
-    index = matrix.index
-    keep = (index.rows_of(sorted(set(reacted))) if isinstance(index, ItemIndex)
-            else np.array([index[i] for i in set(reacted) if i in index], dtype=np.int64))
-    rows = candidate_rows(matrix, vec, request, crisis=crisis, keep_rows=keep,
-                          rng=np.random.default_rng(seed),
+    rows = candidate_rows(matrix, vec, request, crisis=crisis,
+                          keep_rows=reacted_rows(matrix, stats), rng=np.random.default_rng(seed),
                           taste=LovedAttributes.of(stats, vocabulary) if stats else None)
     return matrix if rows is None else matrix.subset(rows)

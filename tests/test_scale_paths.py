@@ -287,6 +287,27 @@ def test_narrowing_keeps_every_item_the_person_reacted_to():
     assert not {matrix.records[r].id for r in far} & set(alone.index)
 
 
+def test_reacted_rows_are_kept_per_stored_stats_and_catalogue():
+    from recommender.retrieval import reacted_rows
+    from recommender.tastes import StoredStats
+
+    vocabulary = default_vocabulary()
+    records = synthetic(RETRIEVE_ABOVE + 1500)
+    matrix = build_item_matrix(records, vocabulary)
+    first = StoredStats({f"item:{records[5].id}": [1.0, 1.0, 1.0, 0.0],
+                         f"item:{records[9].id}": [0.0, 1.0, 0.0, 0.0],
+                         "theme:loss_of_parent": [1.0, 1.0, 1.0, 0.0]}, "first")
+    assert reacted_rows(matrix, first).tolist() == [5, 9]
+    assert reacted_rows(matrix, first) is reacted_rows(matrix, first)  # worked out once
+    # A rating stores new stats: the item just reacted to is among the rows at once.
+    later = StoredStats({**first, f"item:{records[2].id}": [0.0, 1.0, 0.0, 0.0]}, "later")
+    assert reacted_rows(matrix, later).tolist() == [2, 5, 9]
+    # The same stats against a new catalogue revision (items reordered): that matrix's rows.
+    reordered = build_item_matrix(records[::-1], vocabulary)
+    n = len(records)
+    assert sorted(reacted_rows(reordered, first).tolist()) == [n - 1 - 9, n - 1 - 5]
+
+
 def test_query_vector_equals_the_vectorizers_transform(db):
     matrix = build_item_matrix_from_frames(*item_frames(db), default_vocabulary())
     for text in ("missing my grandmother", "grief grief GRIEF, and the rain", "zzzz qqqq", ""):
