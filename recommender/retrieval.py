@@ -28,7 +28,7 @@ from recommender.features import (
     request_vector,
 )
 from recommender.session import FILM_MARGIN_S
-from recommender.tastes import Stats, liked_attributes
+from recommender.tastes import Stats, liked_attributes, remembered
 from recommender.vocabulary import Vocabulary
 
 # Catalogues up to this size are ranked in full (the bundled one has under a thousand items).
@@ -136,13 +136,7 @@ class LovedAttributes:
         """The person's strongest: a theme covers a good share of the catalogue, so only
         the few best-loved ones pick candidates (the ranker weighs every one). Kept in the
         stats' memo while the same stored stats are in use."""
-        memo = getattr(stats, "memo", None)
-        known = memo.get("loved") if memo is not None else None
-        if known is None or known[0] is not vocabulary:
-            known = (vocabulary, cls._of(stats, vocabulary))
-            if memo is not None:
-                memo["loved"] = known
-        return known[1]
+        return remembered(stats, "loved", vocabulary, lambda: cls._of(stats, vocabulary))
 
     @classmethod
     def _of(cls, stats: Stats, vocabulary: Vocabulary) -> LovedAttributes:
@@ -315,18 +309,16 @@ def ranking_vector(
 def reacted_rows(matrix: ItemMatrix, stats: Stats) -> np.ndarray:
     """The rows of the items the person reacted to (their taste holds an ``item:`` entry
     for each). Kept in the stats' memo while the same stored stats and catalogue are in use."""
-    memo = getattr(stats, "memo", None)
     index = matrix.index
-    known = memo.get("reacted_rows") if memo is not None else None
-    if known is not None and known[0] is index:
-        return known[1]
-    reacted = sorted({key[5:] for key in stats if key.startswith("item:")})
-    rows = (index.rows_of(reacted) if isinstance(index, ItemIndex)
-            else np.array([index[i] for i in reacted if i in index], dtype=np.int64))
-    rows.setflags(write=False)  # shared by the requests that read the same stats
-    if memo is not None:
-        memo["reacted_rows"] = (index, rows)
-    return rows
+
+    def work() -> np.ndarray:
+        reacted = sorted({key[5:] for key in stats if key.startswith("item:")})
+        rows = (index.rows_of(reacted) if isinstance(index, ItemIndex)
+                else np.array([index[i] for i in reacted if i in index], dtype=np.int64))
+        rows.setflags(write=False)  # shared by the requests that read the same stats
+        return rows
+
+    return remembered(stats, "reacted_rows", index, work)
 
 
 def narrow_to_candidates(

@@ -18,9 +18,10 @@ row, so a person's next session reflects their last feedback at once.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TypeVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -99,6 +100,23 @@ class StoredStats(dict):
         super().__init__(data)
         self.text = text
         self.memo: dict = {}
+
+
+T = TypeVar("T")
+
+
+def remembered(stats: Stats, name: str, owner: object, work: Callable[[], T]) -> T:
+    """``work()``, kept in the stats' memo under ``name`` while it is asked for with the
+    same ``owner`` (the catalogue table or vocabulary it was worked out against). Stats
+    without a memo (a plain dict) have it worked out every time."""
+    memo = getattr(stats, "memo", None)
+    known = memo.get(name) if memo is not None else None
+    if known is not None and known[0] is owner:
+        return known[1]
+    value = work()
+    if memo is not None:
+        memo[name] = (owner, value)
+    return value
 
 
 # The last stats decoded per person in this process. Only a cache: every request reads the
@@ -286,16 +304,14 @@ def _columns_and_entries(attrs: TasteAttributes, stats: Stats
     Worked out on the catalogue's table (the candidates' table is cut from it) and kept in
     the stats' memo while the same stored stats and the same table are in use."""
     root = attrs.parent if attrs.parent is not None else attrs
-    memo = getattr(stats, "memo", None)
-    known = memo.get("columns") if memo is not None else None
-    if known is None or known[0] is not root:
+
+    def work() -> tuple[np.ndarray, np.ndarray]:
         keys = list(stats)
         at, root_cols = root.columns_of(keys)
         entries = np.array([stats[k][:2] for k in keys], dtype=np.float64).reshape(-1, 2)
-        known = (root, root_cols, entries[at])
-        if memo is not None:
-            memo["columns"] = known
-    _, root_cols, entries = known
+        return root_cols, entries[at]
+
+    root_cols, entries = remembered(stats, "columns", root, work)
     if attrs is root:
         return root_cols, entries
     hit, cols = attrs.from_parent_columns(root_cols)
