@@ -97,9 +97,10 @@ class RetrievalIndex:
     # Per row, the pool and intensity in one byte: a sad song's intensity (1-5), a film's
     # (not aftercare) plus FILM_CODE, 0 for the rest (one read tells whether a row fits).
     pool_code: np.ndarray
-    aftercare_songs: dict[int, np.ndarray]
-    films: dict[int, np.ndarray]
-    all_aftercare_songs: np.ndarray
+    # The pools a request also cuts by length, shortest first (see :class:`ByLength`).
+    aftercare_songs: dict[int, ByLength]
+    films: dict[int, ByLength]
+    all_aftercare_songs: ByLength
     closeness: dict[int, np.ndarray]
     tie_spread: np.ndarray
     # The rows of each maker (artist or director): ``maker_rows[maker_starts[c]:
@@ -118,6 +119,25 @@ class RetrievalIndex:
 
 INTENSITIES = (1, 2, 3, 4, 5)
 FILM_CODE = 10
+
+
+@dataclass(frozen=True)
+class ByLength:
+    """A pool's rows ordered by length, shortest first, so the rows that fit a time budget
+    are a prefix (a view found by binary search, not a pass over the pool per request)."""
+
+    rows: np.ndarray
+    lengths: np.ndarray
+
+    @classmethod
+    def of(cls, rows: np.ndarray, duration_s: np.ndarray) -> ByLength:
+        order = np.argsort(duration_s[rows], kind="stable")
+        rows = rows[order]
+        return cls(rows, duration_s[rows])
+
+    def up_to(self, limit: int) -> np.ndarray:
+        """The rows at most ``limit`` seconds long."""
+        return self.rows[:np.searchsorted(self.lengths, limit, side="right")]
 
 
 @dataclass(frozen=True)
@@ -200,16 +220,21 @@ def retrieval_index(matrix: ItemMatrix) -> RetrievalIndex:
             return {c: np.flatnonzero(mask & (intensity <= c)).astype(np.int32)
                     for c in INTENSITIES}
 
+        def by_cap_and_length(mask: np.ndarray) -> dict[int, ByLength]:
+            return {c: ByLength.of(rows, matrix.duration_s) for c, rows in by_cap(mask).items()}
+
         care = songs & matrix.aftercare
         by_maker = np.argsort(matrix.maker, kind="stable").astype(np.int32)
         n_codes = len(matrix.maker_names)
         cached = RetrievalIndex(
             moods_by_tag=sp.csc_matrix(matrix.moods), themes_by_tag=sp.csc_matrix(matrix.themes),
-            sad_songs=by_cap(songs & ~matrix.aftercare), aftercare_songs=by_cap(care),
+            sad_songs=by_cap(songs & ~matrix.aftercare),
+            aftercare_songs=by_cap_and_length(care),
             pool_code=np.where(matrix.aftercare, 0, np.clip(intensity, 1, 5)
                                + np.where(matrix.is_film, FILM_CODE, 0)).astype(np.uint8),
-            films=by_cap(matrix.is_film & ~matrix.aftercare),
-            all_aftercare_songs=np.flatnonzero(care).astype(np.int32),
+            films=by_cap_and_length(matrix.is_film & ~matrix.aftercare),
+            all_aftercare_songs=ByLength.of(np.flatnonzero(care).astype(np.int32),
+                                            matrix.duration_s),
             closeness={r: (np.float32(-0.25) * np.abs(intensity - np.float32(r)))
                        .astype(np.float32) for r in INTENSITIES},
             tie_spread=(np.random.default_rng(matrix.revision).random(len(matrix), np.float32)
@@ -255,23 +280,19 @@ def candidate_rows(
     deepen_cap = cap if crisis or request.intensity < 3 else min(5, request.intensity + 1)
     budget = request.minutes * 60
 
-    def allowed(pool: dict[int, np.ndarray]) -> np.ndarray:
-        rows = pool[deepen_cap]
+    def allowed(rows: np.ndarray) -> np.ndarray:
         return rows[~matrix.has_suicide_theme[rows]] if crisis else rows
 
-    def fitting(rows: np.ndarray, limit: int) -> np.ndarray:
-        return rows[matrix.duration_s[rows] <= limit]
-
-    songs = allowed(index.sad_songs)
+    songs = allowed(index.sad_songs[deepen_cap])
     pools = [_top(prior, songs, SONG_CANDIDATES, rng)]
-    care = fitting(allowed(index.aftercare_songs), budget)
+    care = allowed(index.aftercare_songs[deepen_cap].up_to(budget))
     if not len(care):  # the arc falls back to any aftercare song that fits
-        care = fitting(index.all_aftercare_songs, budget)
-    pools.append(_top(prior, care, AFTERCARE_CANDIDATES))
-    films = (fitting(allowed(index.films), budget - FILM_MARGIN_S)
+        care = index.all_aftercare_songs.up_to(budget)
+    pools.append(_top(prior, care, AFTERCARE_CANDIDATES, rng))
+    films = (allowed(index.films[deepen_cap].up_to(budget - FILM_MARGIN_S))
              if request.include_films and not crisis else None)
     if films is not None:
-        pools.append(_top(prior, films, FILM_CANDIDATES))
+        pools.append(_top(prior, films, FILM_CANDIDATES, rng))
     if taste:
         # The best by the request and the person's taste together: on a big catalogue many
         # more items match the asked-for mood than the pools hold.

@@ -364,3 +364,16 @@ def test_top_candidates_cut_at_a_sampled_bar_are_the_exact_top():
     flat[rows[:10]] = 1.0
     top = _top(flat, rows, 1000, np.random.default_rng(2))
     assert len(set(top.tolist())) == 1000 and set(rows[:10].tolist()) <= set(top.tolist())
+
+
+def test_a_pool_by_length_gives_exactly_the_rows_that_fit_a_budget():
+    from recommender.retrieval import ByLength
+
+    rng = np.random.default_rng(3)
+    duration = rng.integers(60, 9000, 5000)
+    duration[::7] = 3600  # many rows exactly at a limit below
+    pool = np.sort(rng.choice(5000, size=2000, replace=False))
+    by_length = ByLength.of(pool, duration)
+    for limit in (0, 59, 60, 3599, 3600, 3601, 8999, 9000, 20_000):
+        fit = by_length.up_to(limit)
+        assert sorted(fit.tolist()) == pool[duration[pool] <= limit].tolist()
