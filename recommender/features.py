@@ -298,19 +298,48 @@ class ItemMatrix:
         return len(self.records)
 
     def subset(self, rows: np.ndarray) -> ItemMatrix:
-        """The items at ``rows`` (in that order) as a matrix of their own."""
+        """The items at ``rows`` (in that order) as a matrix of their own. Its sparse
+        tables (moods, themes, text) are cut from this matrix's when first read: a request's
+        candidates often need none of them (see :class:`RequestMatch`)."""
         rows = np.asarray(rows, dtype=np.int64)
         records = (self.records.take(rows) if isinstance(self.records, ItemRecords)
                    else ItemRecords.from_records([self.records[int(r)] for r in rows]))
-        return ItemMatrix(
+        return _ItemSubset(
             records=records, index=ItemIndex(records.ids),
-            moods=self.moods[rows], themes=self.themes[rows], text=self.text[rows],
+            moods=None, themes=None, text=None,
             vectorizer=self.vectorizer, intensity=self.intensity[rows],
             duration_s=self.duration_s[rows], is_film=self.is_film[rows],
             aftercare=self.aftercare[rows], maker=self.maker[rows],
             has_suicide_theme=self.has_suicide_theme[rows], revision=self.revision,
             extra={"parent_rows": rows, "parent": self}, maker_names=self.maker_names,
         )
+
+
+class _CutOnRead:
+    """A subset's sparse table: its parent's rows, cut on the first read and then kept."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, matrix: ItemMatrix | None, owner: type | None = None):
+        if matrix is None:
+            return self
+        table = matrix.__dict__.get(self.name)
+        if table is None:
+            table = getattr(matrix.extra["parent"], self.name)[matrix.extra["parent_rows"]]
+            matrix.__dict__[self.name] = table
+        return table
+
+    def __set__(self, matrix: ItemMatrix, table: sp.csr_matrix | None) -> None:
+        matrix.__dict__[self.name] = table
+
+
+class _ItemSubset(ItemMatrix):
+    """An :class:`ItemMatrix` of some of another's rows (see :meth:`ItemMatrix.subset`)."""
+
+    moods = _CutOnRead()
+    themes = _CutOnRead()
+    text = _CutOnRead()
 
 
 def _tag_matrix(records: Sequence[ItemRecord], ids: Sequence[str]) -> sp.csr_matrix:
@@ -680,6 +709,43 @@ def add_columns(total: np.ndarray, by_column: sp.csc_matrix, columns: np.ndarray
         total[rows] += by_column.data[start:end] * np.float32(w)
 
 
+@dataclass(frozen=True)
+class RequestMatch:
+    """How well each row matches one request: ``PAIR_FEATURES``' first three columns (its
+    moods, themes and words), each None when the request has none. Retrieval works them out
+    for every row from the inverted indexes; a request's candidates carry theirs (in
+    ``extra["request_match"]``), so their features need no cut of the sparse tables."""
+
+    request: RequestVector
+    mood: np.ndarray | None
+    theme: np.ndarray | None
+    text: np.ndarray | None
+
+    @classmethod
+    def of(cls, req: RequestVector, n: int, moods_by_tag: sp.csc_matrix,
+           themes_by_tag: sp.csc_matrix, text_by_term: sp.csc_matrix) -> RequestMatch:
+        """Every row's match, from the tag and word tables in column order."""
+
+        def added(by_column: sp.csc_matrix, columns: np.ndarray, weights: np.ndarray
+                  ) -> np.ndarray:
+            total = np.zeros(n, dtype=np.float32)
+            add_columns(total, by_column, columns, weights)
+            return total
+
+        n_moods, n_themes = float(req.moods.sum()), float(req.themes.sum())
+        moods, themes = np.flatnonzero(req.moods), np.flatnonzero(req.themes)
+        return cls(
+            req,
+            added(moods_by_tag, moods, req.moods[moods] / n_moods) if n_moods else None,
+            added(themes_by_tag, themes, req.themes[themes] / n_themes) if n_themes else None,
+            added(text_by_term, req.text.indices, req.text.data) if req.text.nnz else None)
+
+    def take(self, rows: np.ndarray) -> RequestMatch:
+        """The match of the rows at ``rows``, in that order."""
+        return RequestMatch(*(self.request, *(None if column is None else column[rows]
+                                              for column in (self.mood, self.theme, self.text))))
+
+
 def pair_features(
     matrix: ItemMatrix, req: RequestVector, rows: np.ndarray | None = None,
     taste: np.ndarray | None = None,
@@ -692,23 +758,43 @@ def pair_features(
     if rows is None:
         # Every row, in order: read the matrix's own arrays (no copy through an index).
         n = len(matrix)
-        moods, themes, text = matrix.moods, matrix.themes, matrix.text
         intensity, is_film, aftercare = matrix.intensity, matrix.is_film, matrix.aftercare
     else:
         rows = np.asarray(rows)
         n = len(rows)
-        moods, themes, text = matrix.moods[rows], matrix.themes[rows], matrix.text[rows]
         intensity = matrix.intensity[rows]
         is_film, aftercare = matrix.is_film[rows], matrix.aftercare[rows]
     # Column-major: each feature is written as one contiguous column.
     out = np.zeros((n, len(PAIR_FEATURES)), dtype=np.float32, order="F")
     if n == 0:
         return out
+    known = matrix.extra.get("request_match") if rows is None else None
+    if known is not None and known.request is req:
+        for j, column in enumerate((known.mood, known.theme, known.text)):
+            if column is not None:
+                out[:, j] = column
+    else:
+        _request_columns(out, matrix, req, rows)
+    out[:, 3] = 1.0 - np.abs(intensity - req.intensity) / 4.0
+    out[:, 4] = is_film
+    out[:, 5] = aftercare
+    if taste is not None:
+        out[:, len(CONTENT_FEATURES):] = taste if rows is None else taste[rows]
+    return out
+
+
+def _request_columns(out: np.ndarray, matrix: ItemMatrix, req: RequestVector,
+                     rows: np.ndarray | None) -> None:
+    """``out``'s mood, theme and word match columns, from the sparse tables (of ``rows``,
+    or of every row)."""
+    n = out.shape[0]
     n_moods = float(req.moods.sum())
     n_themes = float(req.themes.sum())
     if n_moods:
+        moods = matrix.moods if rows is None else matrix.moods[rows]
         out[:, 0] = moods @ req.moods / n_moods
     if n_themes:
+        themes = matrix.themes if rows is None else matrix.themes[rows]
         out[:, 1] = themes @ req.themes / n_themes
     if req.text.nnz:
         if rows is None and matrix.text_by_term is not None:
@@ -717,12 +803,7 @@ def pair_features(
             add_columns(match, matrix.text_by_term, req.text.indices, req.text.data)
             out[:, 2] = match
         else:
+            text = matrix.text if rows is None else matrix.text[rows]
             query = np.zeros(text.shape[1], dtype=np.float32)
             query[req.text.indices] = req.text.data
             out[:, 2] = text @ query
-    out[:, 3] = 1.0 - np.abs(intensity - req.intensity) / 4.0
-    out[:, 4] = is_film
-    out[:, 5] = aftercare
-    if taste is not None:
-        out[:, len(CONTENT_FEATURES):] = taste if rows is None else taste[rows]
-    return out

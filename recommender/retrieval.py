@@ -22,9 +22,9 @@ import scipy.sparse as sp
 from recommender.features import (
     ItemIndex,
     ItemMatrix,
+    RequestMatch,
     RequestVector,
     SessionRequest,
-    add_columns,
     request_vector,
 )
 from recommender.session import FILM_MARGIN_S
@@ -85,14 +85,15 @@ def _top(prior: np.ndarray, rows: np.ndarray, k: int,
 
 @dataclass(frozen=True)
 class RetrievalIndex:
-    """What retrieval reads from the catalogue, arranged once per matrix: the tag matrices
-    by column (an inverted index: the rows carrying each mood and theme), the rows of each
-    pool the arc draws from by intensity cap (``sad_songs[c]``: the sad songs of intensity
-    at most c), the intensity term of the prior for each requested intensity, and a random
-    tie-breaking spread per row."""
+    """What retrieval reads from the catalogue, arranged once per matrix: the tag and word
+    matrices by column (inverted indexes: the rows carrying each mood, theme and word), the
+    rows of each pool the arc draws from by intensity cap (``sad_songs[c]``: the sad songs of
+    intensity at most c), the intensity term of the prior for each requested intensity, and
+    a random tie-breaking spread per row."""
 
     moods_by_tag: sp.csc_matrix
     themes_by_tag: sp.csc_matrix
+    text_by_term: sp.csc_matrix
     sad_songs: dict[int, np.ndarray]
     # Per row, the pool and intensity in one byte: a sad song's intensity (1-5), a film's
     # (not aftercare) plus FILM_CODE, 0 for the rest (one read tells whether a row fits).
@@ -228,6 +229,8 @@ def retrieval_index(matrix: ItemMatrix) -> RetrievalIndex:
         n_codes = len(matrix.maker_names)
         cached = RetrievalIndex(
             moods_by_tag=sp.csc_matrix(matrix.moods), themes_by_tag=sp.csc_matrix(matrix.themes),
+            text_by_term=(matrix.text_by_term if matrix.text_by_term is not None
+                          else sp.csc_matrix(matrix.text)),
             sad_songs=by_cap(songs & ~matrix.aftercare),
             aftercare_songs=by_cap_and_length(care),
             pool_code=np.where(matrix.aftercare, 0, np.clip(intensity, 1, 5)
@@ -246,14 +249,22 @@ def retrieval_index(matrix: ItemMatrix) -> RetrievalIndex:
     return cached
 
 
+def request_match(matrix: ItemMatrix, vec: RequestVector) -> RequestMatch:
+    """Every row's match to the request's moods, themes and words (the inverted indexes)."""
+    index = retrieval_index(matrix)
+    return RequestMatch.of(vec, len(matrix), index.moods_by_tag, index.themes_by_tag,
+                           index.text_by_term)
+
+
 def candidate_rows(
     matrix: ItemMatrix, vec: RequestVector, request: SessionRequest, *, crisis: bool,
     keep_rows: np.ndarray | None = None, rng: np.random.Generator | None = None,
-    taste: LovedAttributes | None = None,
+    taste: LovedAttributes | None = None, match: RequestMatch | None = None,
 ) -> np.ndarray | None:
     """Rows worth ranking for ``request``, sorted; None when the catalogue is small enough
     to rank whole. With the person's ``taste``, the best songs and films carrying the
-    themes and makers they loved join the request's best."""
+    themes and makers they loved join the request's best. ``match`` is the request's
+    :func:`request_match` when the caller has it already."""
     n = len(matrix)
     if n <= RETRIEVE_ABOVE:
         return None
@@ -264,16 +275,10 @@ def candidate_rows(
     turn = int(rng.integers(0, n))
     prior = np.concatenate((index.tie_spread[turn:], index.tie_spread[:turn]))
     prior += index.closeness[request.intensity]
-    n_moods = float(vec.moods.sum())
-    if n_moods:
-        chosen = np.flatnonzero(vec.moods)
-        add_columns(prior, index.moods_by_tag, chosen, vec.moods[chosen] / n_moods)
-    n_themes = float(vec.themes.sum())
-    if n_themes:
-        chosen = np.flatnonzero(vec.themes)
-        add_columns(prior, index.themes_by_tag, chosen, vec.themes[chosen] / n_themes)
-    if vec.text.nnz and matrix.text_by_term is not None:
-        add_columns(prior, matrix.text_by_term, vec.text.indices, vec.text.data)
+    match = match if match is not None else request_match(matrix, vec)
+    for column in (match.mood, match.theme, match.text):
+        if column is not None:
+            prior += column
 
     # The same hard limits the arc applies (recommender.session.assemble).
     cap = 2 if crisis else request.intensity
@@ -352,7 +357,14 @@ def narrow_to_candidates(
     if len(matrix) <= RETRIEVE_ABOVE:
         return matrix
     vec = vec if vec is not None else ranking_vector(request, matrix, vocabulary)
+    match = request_match(matrix, vec)
     rows = candidate_rows(matrix, vec, request, crisis=crisis,
                           keep_rows=reacted_rows(matrix, stats), rng=np.random.default_rng(seed),
-                          taste=LovedAttributes.of(stats, vocabulary) if stats else None)
-    return matrix if rows is None else matrix.subset(rows)
+                          taste=LovedAttributes.of(stats, vocabulary) if stats else None,
+                          match=match)
+    if rows is None:
+        return matrix
+    candidates = matrix.subset(rows)
+    # Their match to this request is known: their features need no cut of the tag tables.
+    candidates.extra["request_match"] = match.take(rows)
+    return candidates

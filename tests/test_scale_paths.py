@@ -19,6 +19,7 @@ from recommender.features import (
     build_item_matrix_from_frames,
     item_eras,
     item_title_keys,
+    pair_features,
     query_vector,
     request_vector,
     taste_attribute_table,
@@ -30,6 +31,7 @@ from recommender.retrieval import (
     LovedAttributes,
     candidate_rows,
     narrow_to_candidates,
+    ranking_vector,
 )
 from recommender.store.catalog import catalog_generation, item_frames
 from recommender.store.models import CatalogItem
@@ -377,3 +379,28 @@ def test_a_pool_by_length_gives_exactly_the_rows_that_fit_a_budget():
     for limit in (0, 59, 60, 3599, 3600, 3601, 8999, 9000, 20_000):
         fit = by_length.up_to(limit)
         assert sorted(fit.tolist()) == pool[duration[pool] <= limit].tolist()
+
+
+def test_candidates_features_come_from_their_carried_match_and_lazily_cut_tables():
+    vocabulary = default_vocabulary()
+    matrix = build_item_matrix(synthetic(RETRIEVE_ABOVE + 1500), vocabulary)
+    request = SessionRequest(moods=("grief", "longing"), prompt="a piece about my father",
+                             minutes=150, intensity=3)
+    vec = ranking_vector(request, matrix, vocabulary)
+    narrowed = narrow_to_candidates(matrix, request, vocabulary, stats={}, crisis=False,
+                                    seed=1, vec=vec)
+    rows = narrowed.extra["parent_rows"]
+    assert len(narrowed) < len(matrix)
+    # The request's own features: read from what retrieval worked out for every row, equal
+    # to those computed from the catalogue's tables for these rows.
+    carried = pair_features(narrowed, vec)
+    assert carried[:, 0].any() and carried[:, 2].any()
+    np.testing.assert_allclose(carried, pair_features(matrix, vec, rows=rows), atol=1e-6)
+    # Another request's (another vector) come from the candidates' own tables, cut from the
+    # catalogue's when first read.
+    other = ranking_vector(SessionRequest(moods=("heartbreak",), prompt="piece", intensity=2),
+                           matrix, vocabulary)
+    np.testing.assert_allclose(pair_features(narrowed, other),
+                               pair_features(matrix, other, rows=rows), atol=1e-6)
+    for table in ("moods", "themes", "text"):
+        assert (getattr(narrowed, table) != getattr(matrix, table)[rows]).nnz == 0
