@@ -110,6 +110,11 @@ class PromptTemplate:
             name for _, name, _, _ in string.Formatter().parse(self.text) if name is not None
         )
 
+    @cached_property
+    def takes_step(self) -> bool:
+        """Whether the template names an aftercare step."""
+        return "step" in self.fields or "step_lower" in self.fields
+
 
 @dataclass(frozen=True)
 class Technique:
@@ -386,13 +391,14 @@ def _weighted_choice(
     last: str | None,
 ) -> PromptTemplate:
     """Pick a template, favouring techniques used less so far and not the one just used."""
-    weights = []
+    by_technique: dict[str, float] = {}
     for option in options:
-        weight = 1.0 / (1 + technique_uses[option.technique]) ** 2
-        if option.technique == last:
-            weight *= 0.2
-        weights.append(weight)
-    return rng.choices(options, weights=weights, k=1)[0]
+        if option.technique not in by_technique:
+            weight = 1.0 / (1 + technique_uses[option.technique]) ** 2
+            if option.technique == last:
+                weight *= 0.2
+            by_technique[option.technique] = weight
+    return rng.choices(options, weights=[by_technique[o.technique] for o in options], k=1)[0]
 
 
 def pair_prompts(
@@ -437,9 +443,7 @@ def pair_prompts(
         if not options:  # an unknown phase/kind combination: fall back to plain comfort
             options = library.candidates(kind, "settle", crisis=True, memory=False)
 
-        if phase == "aftercare" or any(
-            "step" in t.fields or "step_lower" in t.fields for t in options
-        ):
+        if phase == "aftercare" or any(t.takes_step for t in options):
             least = min(used_steps[s] for s in AFTERCARE_STEPS)
             steps = [s for s in AFTERCARE_STEPS if used_steps[s] == least]
             step = rng.choice(steps)
@@ -464,7 +468,7 @@ def pair_prompts(
         if text in used_texts:  # the same title twice with every variant spent
             text = f"{text} (again, at your own pace)"
 
-        if step is not None and ("step" in template.fields or "step_lower" in template.fields):
+        if step is not None and template.takes_step:
             used_steps[step] += 1
         used_templates.add(template.id)
         used_texts.add(text)
