@@ -5,6 +5,7 @@ The id <-> row mapping lives here, so the estimator only ever sees arrays.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -12,7 +13,6 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import (
-    CountVectorizer,
     TfidfTransformer,
     TfidfVectorizer,
 )
@@ -652,16 +652,21 @@ def taste_attribute_table(
 
 def query_vector(vectorizer: TfidfVectorizer, text: str) -> sp.csr_matrix:
     """``vectorizer.transform([text])``, without the cost it pays per call for every word of
-    the vocabulary (it matters for a large catalogue's vocabulary): count, then weight and
-    normalise only the words the text has."""
+    the vocabulary (it matters for a large catalogue's vocabulary) and for handling many
+    documents: the text's known words counted with the vectorizer's own analyzer, then only
+    they are weighted and normalised."""
     if vectorizer.norm not in ("l1", "l2", None):
         return sp.csr_matrix(vectorizer.transform([text]))
-    counts = CountVectorizer.transform(vectorizer, [text]).astype(vectorizer.dtype)
-    data = counts.data
+    known = vectorizer.vocabulary_
+    per_word = Counter(j for j in map(known.get, vectorizer.build_analyzer()(text))
+                       if j is not None)
+    indices = np.array(sorted(per_word), dtype=np.int32)
+    data = np.array([1 if vectorizer.binary else per_word[j] for j in indices.tolist()],
+                    dtype=np.float64)
     if vectorizer.sublinear_tf:
         data = 1 + np.log(data)
     if vectorizer.use_idf:
-        data = data * vectorizer.idf_[counts.indices]
+        data = data * vectorizer.idf_[indices]
     if vectorizer.norm == "l2":
         total = float(np.sqrt(np.sum(data * data)))
     elif vectorizer.norm == "l1":
@@ -670,8 +675,8 @@ def query_vector(vectorizer: TfidfVectorizer, text: str) -> sp.csr_matrix:
         total = 0.0
     if total:
         data = data / total
-    return sp.csr_matrix((data.astype(vectorizer.dtype), counts.indices, counts.indptr),
-                         shape=counts.shape)
+    return sp.csr_matrix((data.astype(vectorizer.dtype), indices,
+                          np.array([0, len(indices)], dtype=np.int32)), shape=(1, len(known)))
 
 
 @dataclass(frozen=True)

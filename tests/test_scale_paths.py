@@ -312,11 +312,23 @@ def test_reacted_rows_are_kept_per_stored_stats_and_catalogue():
 
 def test_query_vector_equals_the_vectorizers_transform(db):
     matrix = build_item_matrix_from_frames(*item_frames(db), default_vocabulary())
-    for text in ("missing my grandmother", "grief grief GRIEF, and the rain", "zzzz qqqq", ""):
+    texts = ("missing my grandmother", "grief grief GRIEF, and the rain", "zzzz qqqq", "",
+             "Café RÉSUMÉ naïve", "the the and of", "rain-soaked letters, letters; letter")
+    for text in texts:
         expected = matrix.vectorizer.transform([text])
         got = query_vector(matrix.vectorizer, text)
-        assert got.dtype == expected.dtype
+        assert got.dtype == expected.dtype and got.shape == expected.shape
         assert np.allclose(got.toarray(), expected.toarray(), atol=1e-7), text
+    # Other settings of the same vectorizer class: binary counts, raw tf, l1, no idf.
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    docs = ["rain on the window", "letters in the rain", "a café by the sea", "sea sea rain"]
+    for settings in ({"binary": True}, {"sublinear_tf": False, "norm": "l1"},
+                     {"use_idf": False, "norm": None}, {"strip_accents": "unicode"}):
+        vectorizer = TfidfVectorizer(**settings).fit(docs)
+        for text in ("rain rain rain on the sea", "café", "nothing known", ""):
+            assert np.allclose(query_vector(vectorizer, text).toarray(),
+                               vectorizer.transform([text]).toarray(), atol=1e-7), (settings, text)
 
 
 def test_a_worker_does_not_wait_for_another_process_building_the_artefact(db, tmp_path):
