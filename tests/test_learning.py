@@ -290,6 +290,10 @@ def test_session_items_carry_their_person_for_the_shown_before_lookup(db, rec):
     assert _shown_among(db, user, [*shown, "not-an-item"]) == set(shown)
     assert _shown_among(db, other, shown) == ({item.id} & set(shown))
     assert _shown_among(db, user) == set(shown)
+    # Items shown again in a later session are still each named once.
+    again = ids_of(create_session(db, rec, user, SessionRequest(moods=("grief",)), seed=2))
+    assert set(again) & set(shown)
+    assert _shown_among(db, user, [*again, *shown]) == set(again) | set(shown)
 
 
 def test_thompson_draws_for_unmet_attributes_follow_the_prior():
