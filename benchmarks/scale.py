@@ -13,6 +13,7 @@ Run:  .venv/bin/python benchmarks/scale.py --sizes 10000,100000,1000000
       on a shared machine the same code's p95 moves by a third from run to run)
 Also: .venv/bin/python benchmarks/scale.py --rank-only   (in-process ranking micro-benchmark)
       .venv/bin/python benchmarks/scale.py --import-only --sizes 100000,1000000   (import alone)
+      .venv/bin/python benchmarks/scale.py --timings WORKDIR/n100000   (each part of a session)
 """
 
 from __future__ import annotations
@@ -433,6 +434,96 @@ def profile_sessions(folder: Path, n_requests: int = 40) -> None:
     print(profiler.output_text(unicode=False, color=False, show_all=False))
 
 
+# The parts of a session --timings times: (module, function) as the session code calls them.
+TIMED_PARTS = (
+    ("recommender.cry_sessions", "create_session_document"),
+    ("recommender.cry_sessions", "_recent_journal_notes"),
+    ("recommender.cry_sessions", "screen_texts"),
+    ("recommender.cry_sessions", "ranking_vector"),
+    ("recommender.cry_sessions", "_history"),
+    ("recommender.cry_sessions", "narrow_to_candidates"),
+    ("recommender.retrieval", "request_match"),
+    ("recommender.retrieval", "candidate_rows"),
+    ("recommender.retrieval", "_personal_pools"),
+    ("recommender.cry_sessions", "score_catalogue"),
+    ("recommender.tastes", "deviations"),
+    ("recommender.tastes", "taste_features"),
+    ("recommender.cry_sessions", "assemble"),
+    ("recommender.cry_sessions", "pair_prompts"),
+    ("recommender.cry_sessions", "_shown_among"),
+    ("recommender.cry_sessions", "_why"),
+)
+
+
+def time_parts(folder: Path, n_requests: int = 300) -> None:
+    """In-process, what each part of POST /api/v1/sessions costs a session: each function of
+    TIMED_PARTS wrapped in a timer, for one of the benchmark people of an earlier run in
+    ``folder`` (their rated history, as the load client's people have). Nested parts are
+    included in the parts that call them."""
+    import collections
+    import importlib
+
+    from sqlalchemy import create_engine, text
+
+    os.environ.update({
+        "GOODCRY_DATABASE_URL": f"sqlite:///{folder / 'goodcry.sqlite'}",
+        "GOODCRY_MATRIX_CACHE": str(folder / "matrices"), "GOODCRY_RATE_LIMITS": "off",
+        "GOODCRY_SECRET_KEY": "benchmark-secret-key-benchmark-secret-key"})
+    sys.path.insert(0, str(ROOT))
+    from web import create_app
+
+    with create_engine(os.environ["GOODCRY_DATABASE_URL"]).connect() as conn:
+        username = conn.execute(text("SELECT username FROM users WHERE username LIKE 'bench%' "
+                                     "ORDER BY username LIMIT 1")).scalar()
+    if username is None:
+        raise SystemExit(f"no benchmark person in {folder}: run the table first")
+    spent: dict[str, float] = collections.defaultdict(float)
+    calls: collections.Counter[str] = collections.Counter()
+
+    def timed(label: str, function):
+        def wrapper(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent[label] += time.perf_counter() - started
+                calls[label] += 1
+        return wrapper
+
+    for module_name, name in TIMED_PARTS:
+        module = importlib.import_module(module_name)
+        setattr(module, name, timed(f"{module_name.rsplit('.', 1)[1]}.{name}",
+                                    getattr(module, name)))
+    client = create_app({"PREPARE_STORE": False}).test_client()
+    answer = client.post("/api/v1/auth/token", json={
+        "username": username, "password": "a long benchmark passphrase"})
+    headers = {"Authorization": f"Bearer {answer.get_json()['token']}"}
+    rng = random.Random(1)
+    moods, _ = vocabulary_ids()
+    bodies = [{"moods": rng.sample(moods, rng.randint(1, 2)),
+               "minutes": rng.choice((30, 45, 90, 150)), "intensity": rng.randint(1, 5),
+               **({"prompt": rng.choice(("missing my grandmother", "the end of a long love"))}
+                  if i % 3 else {})}
+              for i in range(n_requests + 10)]
+    for body in bodies[:10]:  # warm: matrix mapped, model loaded
+        client.post("/api/v1/sessions", json=body, headers=headers)
+    spent.clear()
+    calls.clear()
+    started, cpu = time.perf_counter(), time.process_time()
+    for body in bodies[10:]:
+        if client.post("/api/v1/sessions", json=body, headers=headers).status_code != 201:
+            raise SystemExit("a session request failed")
+    wall = (time.perf_counter() - started) / n_requests * 1000
+    cpu = (time.process_time() - cpu) / n_requests * 1000
+    print(f"{n_requests} sessions for {username} in-process: {wall:.2f} ms a request "
+          f"(CPU {cpu:.2f} ms), parts nested in the parts above them:")
+    print("| part | ms a session | calls a session |")
+    print("|---|---|---|")
+    for label, seconds in sorted(spent.items(), key=lambda kv: -kv[1]):
+        print(f"| `{label}` | {seconds / n_requests * 1000:.3f} "
+              f"| {calls[label] / n_requests:.1f} |")
+
+
 def print_table(rows: list[dict], rounds: list[list[dict]] | None = None) -> None:
     print("| items | import | p50 ms | p95 ms | p99 ms | serial p50 ms | serial p95 ms "
           "| /healthz p50 ms | ratio | sessions/s | RSS MiB (sum; max worker) "
@@ -467,12 +558,18 @@ def main() -> None:
                         help="time `goodcry catalog import` alone (wall, CPU, load)")
     parser.add_argument("--profile", type=Path, default=None,
                         help="a size folder of an earlier run (e.g. WORKDIR/n100000)")
+    parser.add_argument("--timings", type=Path, default=None,
+                        help="a size folder of an earlier run: each part of a session timed "
+                             "in-process, for one of its benchmark people")
     args = parser.parse_args()
     if args.rank_only:
         rank_only()
         return
     if args.profile:
         profile_sessions(args.profile)
+        return
+    if args.timings:
+        time_parts(args.timings)
         return
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="goodcry-scale-"))
     print(f"work folder: {workdir}; machine: {os.cpu_count()} cores, "
