@@ -406,11 +406,9 @@ def rank_only(n: int = 100_000, repeats: int = 50) -> None:
           f"features + ranker + arc: p50 {pct(times, 50):.1f} ms, p95 {pct(times, 95):.1f} ms")
 
 
-def profile_sessions(folder: Path, n_requests: int = 40) -> None:
-    """In-process pyinstrument profile of POST /api/v1/sessions on a catalogue this script
-    already imported into ``folder`` (run the table first)."""
-    from pyinstrument import Profiler
-
+def in_process_client(folder: Path):
+    """A test client of the app on the store an earlier run left in ``folder`` (its database
+    and matrix artefacts), rate limits off."""
     os.environ.update({
         "GOODCRY_DATABASE_URL": f"sqlite:///{folder / 'goodcry.sqlite'}",
         "GOODCRY_MATRIX_CACHE": str(folder / "matrices"), "GOODCRY_RATE_LIMITS": "off",
@@ -418,7 +416,15 @@ def profile_sessions(folder: Path, n_requests: int = 40) -> None:
     sys.path.insert(0, str(ROOT))
     from web import create_app
 
-    client = create_app({"PREPARE_STORE": False}).test_client()
+    return create_app({"PREPARE_STORE": False}).test_client()
+
+
+def profile_sessions(folder: Path, n_requests: int = 40) -> None:
+    """In-process pyinstrument profile of POST /api/v1/sessions on a catalogue this script
+    already imported into ``folder`` (run the table first)."""
+    from pyinstrument import Profiler
+
+    client = in_process_client(folder)
     answer = client.post("/api/v1/auth/register", json={
         "username": f"profile{time.time_ns()}", "password": "a long benchmark passphrase"})
     headers = {"Authorization": f"Bearer {answer.get_json()['token']}"}
@@ -465,14 +471,7 @@ def time_parts(folder: Path, n_requests: int = 300) -> None:
 
     from sqlalchemy import create_engine, text
 
-    os.environ.update({
-        "GOODCRY_DATABASE_URL": f"sqlite:///{folder / 'goodcry.sqlite'}",
-        "GOODCRY_MATRIX_CACHE": str(folder / "matrices"), "GOODCRY_RATE_LIMITS": "off",
-        "GOODCRY_SECRET_KEY": "benchmark-secret-key-benchmark-secret-key"})
-    sys.path.insert(0, str(ROOT))
-    from web import create_app
-
-    with create_engine(os.environ["GOODCRY_DATABASE_URL"]).connect() as conn:
+    with create_engine(f"sqlite:///{folder / 'goodcry.sqlite'}").connect() as conn:
         username = conn.execute(text("SELECT username FROM users WHERE username LIKE 'bench%' "
                                      "ORDER BY username LIMIT 1")).scalar()
     if username is None:
@@ -490,11 +489,11 @@ def time_parts(folder: Path, n_requests: int = 300) -> None:
                 calls[label] += 1
         return wrapper
 
+    client = in_process_client(folder)  # first: this checkout's modules are the ones timed
     for module_name, name in TIMED_PARTS:
         module = importlib.import_module(module_name)
         setattr(module, name, timed(f"{module_name.rsplit('.', 1)[1]}.{name}",
                                     getattr(module, name)))
-    client = create_app({"PREPARE_STORE": False}).test_client()
     answer = client.post("/api/v1/auth/token", json={
         "username": username, "password": "a long benchmark passphrase"})
     headers = {"Authorization": f"Bearer {answer.get_json()['token']}"}
