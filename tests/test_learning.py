@@ -294,6 +294,13 @@ def test_session_items_carry_their_person_for_the_shown_before_lookup(db, rec):
     again = ids_of(create_session(db, rec, user, SessionRequest(moods=("grief",)), seed=2))
     assert set(again) & set(shown)
     assert _shown_among(db, user, [*again, *shown]) == set(again) | set(shown)
+    # Asked in batches of a fixed number of slots: a list of several batches (the whole
+    # catalogue, shown items at its start and end) and an empty one.
+    every = sorted(set(db.scalars(select(CatalogItem.id))) - set(shown))
+    every = [*shown[:1], *every, *shown[1:]]
+    assert len(every) > 3 * 32
+    assert _shown_among(db, user, every) == set(again) | set(shown)
+    assert _shown_among(db, user, []) == set()
 
 
 def test_thompson_draws_for_unmet_attributes_follow_the_prior():
