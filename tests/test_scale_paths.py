@@ -171,17 +171,23 @@ def test_candidates_taste_table_is_cut_from_the_catalogues(db):
     revision); they must equal the table built for the subset alone."""
     vocabulary = default_vocabulary()
     matrix = build_item_matrix_from_frames(*item_frames(db), vocabulary)
-    rows = np.array([len(matrix) - 1, 3, 0, 7 % len(matrix)])
-    subset = matrix.subset(rows)
-    cut = tastes.taste_attributes(subset, vocabulary)
-    assert "taste_attributes" in matrix.extra, "the whole catalogue's table is kept"
-    ids, groups, weights = taste_attribute_table(subset, vocabulary)
-    assert cut.ids == ids
-    assert cut.index == {k: j for j, k in enumerate(ids)}
-    assert np.array_equal(cut.group, groups)
-    assert (cut.weights != weights).nnz == 0 and cut.weights.shape == weights.shape
-    assert list(cut.era) == list(item_eras(subset))
-    assert list(cut.title_key) == list(item_title_keys(subset))
+    shuffled = np.random.default_rng(3).permutation(len(matrix))[:300]
+    for rows in (np.array([len(matrix) - 1, 3, 0, 7 % len(matrix)]), shuffled):
+        subset = matrix.subset(rows)
+        cut = tastes.taste_attributes(subset, vocabulary)
+        assert "taste_attributes" in matrix.extra, "the whole catalogue's table is kept"
+        ids, groups, weights = taste_attribute_table(subset, vocabulary)
+        assert cut.ids == ids
+        assert cut.index == {k: j for j, k in enumerate(ids)}
+        assert np.array_equal(cut.group, groups)
+        assert (cut.weights != weights).nnz == 0 and cut.weights.shape == weights.shape
+        # Each row's entries in the catalogue's order, as a row of the catalogue's table.
+        whole = tastes.taste_attributes(matrix, vocabulary)
+        for i, row in enumerate(rows):
+            assert np.array_equal(cut.parent_cols[cut.weights[i].indices],
+                                  whole.weights[row].indices)
+        assert list(cut.era) == list(item_eras(subset))
+        assert list(cut.title_key) == list(item_title_keys(subset))
 
 
 def synthetic(n: int) -> list[ItemRecord]:
