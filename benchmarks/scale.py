@@ -419,6 +419,15 @@ def in_process_client(folder: Path):
     return create_app({"PREPARE_STORE": False}).test_client()
 
 
+def post_session(client, body: dict, headers: dict) -> int:
+    """POST a session in-process and close the answer, as gunicorn closes each one: the app
+    checkpoints SQLite's write-ahead log when an answer is closed, so without it the log
+    grows through the whole run and every read searches it (unlike the served app)."""
+    answer = client.post("/api/v1/sessions", json=body, headers=headers)
+    answer.close()
+    return answer.status_code
+
+
 def profile_sessions(folder: Path, n_requests: int = 40) -> None:
     """In-process pyinstrument profile of POST /api/v1/sessions on a catalogue this script
     already imported into ``folder`` (run the table first)."""
@@ -431,11 +440,11 @@ def profile_sessions(folder: Path, n_requests: int = 40) -> None:
     body = {"moods": ["grief"], "minutes": 90, "intensity": 3,
             "prompt": "missing my grandmother"}
     for _ in range(3):  # warm: matrix mapped, model loaded
-        client.post("/api/v1/sessions", json=body, headers=headers)
+        post_session(client, body, headers)
     profiler = Profiler(interval=0.0005)
     profiler.start()
     for _ in range(n_requests):
-        client.post("/api/v1/sessions", json=body, headers=headers)
+        post_session(client, body, headers)
     profiler.stop()
     print(profiler.output_text(unicode=False, color=False, show_all=False))
 
@@ -505,12 +514,12 @@ def time_parts(folder: Path, n_requests: int = 300) -> None:
                   if i % 3 else {})}
               for i in range(n_requests + 10)]
     for body in bodies[:10]:  # warm: matrix mapped, model loaded
-        client.post("/api/v1/sessions", json=body, headers=headers)
+        post_session(client, body, headers)
     spent.clear()
     calls.clear()
     started, cpu = time.perf_counter(), time.process_time()
     for body in bodies[10:]:
-        if client.post("/api/v1/sessions", json=body, headers=headers).status_code != 201:
+        if post_session(client, body, headers) != 201:
             raise SystemExit("a session request failed")
     wall = (time.perf_counter() - started) / n_requests * 1000
     cpu = (time.process_time() - cpu) / n_requests * 1000
