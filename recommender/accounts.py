@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from typing import NamedTuple
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -21,6 +22,7 @@ from recommender.store.models import (
     SessionItem,
     User,
 )
+from recommender.store.prepared import Prepared
 
 MIN_PASSWORD = 8
 _hasher = PasswordHasher()
@@ -77,18 +79,25 @@ def issue_token(db: Session, user: User) -> str:
     return token
 
 
-# One indexed lookup (token_hash is unique) joined to its person; built once, as it runs
-# on every API request.
-_TOKEN_HOLDER = (select(User.__table__.c.id, User.__table__.c.username)
-                 .join(ApiToken.__table__, ApiToken.__table__.c.user_id == User.__table__.c.id)
-                 .where(ApiToken.__table__.c.token_hash == bindparam("token_hash")))
+# One indexed lookup (token_hash is unique) joined to its person, run on every API request
+# (prepared: recommender/store/prepared.py).
+_TOKEN_HOLDER = Prepared(
+    select(User.__table__.c.id, User.__table__.c.username)
+    .join(ApiToken.__table__, ApiToken.__table__.c.user_id == User.__table__.c.id)
+    .where(ApiToken.__table__.c.token_hash == bindparam("token_hash")))
 
 
-def user_for_token(db: Session, token: str):
-    """The person a bearer token belongs to (a row with ``id`` and ``username``), or None."""
+class TokenHolder(NamedTuple):
+    id: str
+    username: str
+
+
+def user_for_token(db: Session, token: str) -> TokenHolder | None:
+    """The person a bearer token belongs to, or None."""
     if not token:
         return None
-    return db.execute(_TOKEN_HOLDER, {"token_hash": _token_hash(token)}).first()
+    row = _TOKEN_HOLDER.first(db, {"token_hash": _token_hash(token)})
+    return None if row is None else TokenHolder(*row)
 
 
 def delete_user(db: Session, user_id: str) -> None:

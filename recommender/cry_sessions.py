@@ -48,37 +48,45 @@ from recommender.store.models import (
     new_id,
     utcnow,
 )
+from recommender.store.prepared import Prepared
 from recommender.vocabulary import Vocabulary, default_vocabulary
 
 log = logging.getLogger(__name__)
 
-# The session request's reads and writes, built once (a request only binds its values):
-# building a statement costs more than SQLite takes to run these.
+# The session request's reads and writes, built once and run on the driver's cursor
+# (recommender/store/prepared.py): SQLAlchemy's own run of each costs more than SQLite takes.
 _SESSIONS, _ITEMS, _CATALOGUE = CrySession.__table__, SessionItem.__table__, CatalogItem.__table__
-_BANS_OF = select(Ban.__table__.c.item_id).where(Ban.__table__.c.user_id == bindparam("user"))
-_SHOWN_TO = (select(_ITEMS.c.item_id).distinct()
-             .where(_ITEMS.c.user_id == bindparam("user")))
+_BANS_OF = Prepared(select(Ban.__table__.c.item_id)
+                    .where(Ban.__table__.c.user_id == bindparam("user")))
+_SHOWN_TO = Prepared(select(_ITEMS.c.item_id).distinct()
+                     .where(_ITEMS.c.user_id == bindparam("user")))
 # One index probe per asked-for item that stops at its first showing (DISTINCT over the
 # person's rows would read every time each item was shown). Asked with a fixed number of
 # item slots (unused ones hold NULL, which matches nothing): the statement is rendered once,
 # where an "expanding" IN renders a new one for every length of list (about 0.1 ms less a
 # session, measured inside a session's request at 100k items).
 _SHOWN_SLOTS = 32
-_SHOWN_AMONG = (select(_CATALOGUE.c.id)
-                .where(_CATALOGUE.c.id.in_([bindparam(f"id{k}") for k in range(_SHOWN_SLOTS)]),
-                       exists().where(_ITEMS.c.user_id == bindparam("user"),
-                                      _ITEMS.c.item_id == _CATALOGUE.c.id)))
-_JOURNAL_SINCE = (select(Feedback.__table__.c.note)
-                  .where(Feedback.__table__.c.user_id == bindparam("user"),
-                         Feedback.__table__.c.updated_at >= bindparam("since"),
-                         Feedback.__table__.c.note.is_not(None)))
-_MEMORIES_OF = (select(Memory.__table__.c.id, Memory.__table__.c.title, Memory.__table__.c.text,
-                       Memory.__table__.c.tags, Memory.__table__.c.people,
-                       Memory.__table__.c.places, Memory.__table__.c.when_text.label("when"))
-                .where(Memory.__table__.c.user_id == bindparam("user"))
-                .order_by(Memory.__table__.c.created_at))
-_INSERT_SESSION = insert(_SESSIONS)
-_INSERT_ITEMS = insert(_ITEMS)
+_SHOWN_AMONG = Prepared(
+    select(_CATALOGUE.c.id)
+    .where(_CATALOGUE.c.id.in_([bindparam(f"id{k}") for k in range(_SHOWN_SLOTS)]),
+           exists().where(_ITEMS.c.user_id == bindparam("user"),
+                          _ITEMS.c.item_id == _CATALOGUE.c.id)))
+_JOURNAL_SINCE = Prepared(select(Feedback.__table__.c.note)
+                          .where(Feedback.__table__.c.user_id == bindparam("user"),
+                                 Feedback.__table__.c.updated_at >= bindparam("since"),
+                                 Feedback.__table__.c.note.is_not(None)))
+_MEMORIES_OF = Prepared(
+    select(Memory.__table__.c.id, Memory.__table__.c.title, Memory.__table__.c.text,
+           Memory.__table__.c.tags, Memory.__table__.c.people, Memory.__table__.c.places,
+           Memory.__table__.c.when_text)
+    .where(Memory.__table__.c.user_id == bindparam("user"))
+    .order_by(Memory.__table__.c.created_at))
+_INSERT_SESSION = Prepared(insert(_SESSIONS), columns=(
+    "id", "user_id", "created_at", "model_version", "request", "moods", "themes",
+    "total_duration_s", "care"))
+_INSERT_ITEMS = Prepared(insert(_ITEMS), columns=(
+    "session_id", "user_id", "position", "item_id", "phase", "technique", "prompt_text",
+    "memory_id", "why", "score"))
 
 REACTIONS = ("cried", "moved", "neutral", "skipped", "never_again")
 # A small tie-breaking jitter per exploration mode (the real exploration is the Thompson
@@ -176,7 +184,7 @@ def _history(db: Session, user_id: str, *, with_shown: bool
     """A person's learned taste (from the database), their bans, and the items they were
     shown (only read when ``with_shown``: a ``discover`` request lifts the never-shown)."""
     stats = tastes.load_stats(db, user_id)
-    bans = set(db.scalars(_BANS_OF, {"user": user_id}))
+    bans = set(_BANS_OF.scalars(db, {"user": user_id}))
     shown = _shown_among(db, user_id) if with_shown else None
     return stats, bans, shown
 
@@ -184,12 +192,12 @@ def _history(db: Session, user_id: str, *, with_shown: bool
 def _shown_among(db: Session, user_id: str, item_ids: Sequence[str] | None = None) -> set[str]:
     """The items (of ``item_ids``; all when None) that earlier sessions showed this person."""
     if item_ids is None:
-        return set(db.scalars(_SHOWN_TO, {"user": user_id}))
+        return set(_SHOWN_TO.scalars(db, {"user": user_id}))
     ids, found = list(item_ids), set()
     for start in range(0, len(ids), _SHOWN_SLOTS):
         batch = ids[start:start + _SHOWN_SLOTS]
         slots = {f"id{k}": batch[k] if k < len(batch) else None for k in range(_SHOWN_SLOTS)}
-        found.update(db.scalars(_SHOWN_AMONG, {"user": user_id, **slots}))
+        found.update(_SHOWN_AMONG.scalars(db, {"user": user_id, **slots}))
     return found
 
 
@@ -254,7 +262,7 @@ JOURNAL_SCREEN_WINDOW = timedelta(hours=24)
 def _recent_journal_notes(db: Session, user_id: str) -> list[str]:
     """Journal notes written in the last day: what a person wrote then still counts now."""
     since = utcnow() - JOURNAL_SCREEN_WINDOW
-    return [note for note in db.scalars(_JOURNAL_SINCE, {"user": user_id, "since": since})
+    return [note for note in _JOURNAL_SINCE.scalars(db, {"user": user_id, "since": since})
             if note]
 
 
@@ -383,13 +391,13 @@ def create_session_document(
         matrix, scores, minutes=request.minutes, intensity=request.intensity,
         include_films=request.include_films, crisis=verdict.crisis, banned_rows=banned_rows,
     )
-    memories = db.execute(_MEMORIES_OF, {"user": user_id}).all()
+    memories = _MEMORIES_OF.all(db, {"user": user_id})
     # A memory whose words speak of self-harm is kept as written but never reopened by a prompt.
     cards = [
-        MemoryCard(id=m.id, title=m.title, text=m.text or "", tags=tuple(m.tags or ()),
-                   people=tuple(m.people or ()), places=tuple(m.places or ()), when=m.when)
-        for m in memories
-        if not screen_texts(m.title, m.text).crisis
+        MemoryCard(id=memory_id, title=title, text=text or "", tags=tuple(tags or ()),
+                   people=tuple(people or ()), places=tuple(places or ()), when=when)
+        for memory_id, title, text, tags, people, places, when in memories
+        if not screen_texts(title, text).crisis
     ]
     chosen = [matrix.records[p.row] for p in plan.placements]
     slots = [
@@ -423,15 +431,14 @@ def create_session_document(
                         record.id not in shown, request.exploration),
             "score": float(placement.score),
         })
-    # Stored with Core inserts (one for the session, one executemany for its items); the
-    # answer is built from these rows and the chosen items' stored facts, read in one go.
-    db.execute(_INSERT_SESSION, {
+    # Stored with two prepared inserts (the session, then its items in one executemany); the
+    # answer is built from these rows and the chosen items' facts.
+    _INSERT_SESSION.insert(db, [{
         "id": session_id, "user_id": user_id, "created_at": created_at,
         "model_version": version, "request": stored_request, "moods": list(vec.mood_ids),
         "themes": list(vec.theme_ids), "total_duration_s": plan.total_duration_s,
-        "care": care})
-    if rows:
-        db.execute(_INSERT_ITEMS, rows)
+        "care": care}])
+    _INSERT_ITEMS.insert(db, rows)
     db.commit()
     # The chosen items' facts come from the matrix this session was ranked on: it holds the
     # stored catalogue at the revision read above, so they equal a later read's.

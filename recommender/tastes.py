@@ -36,6 +36,7 @@ from recommender.features import (
     taste_attribute_table,
 )
 from recommender.store.models import PersonTaste, utcnow
+from recommender.store.prepared import Prepared
 from recommender.vocabulary import Vocabulary, default_vocabulary
 
 REWARD = {"cried": 1.0, "moved": 0.7, "neutral": 0.2, "skipped": 0.0, "never_again": 0.0}
@@ -85,8 +86,8 @@ def _add(stats: Stats, rated: Iterable[RatedItem], weight: float, sign: float) -
 
 
 # The stored row as its JSON text: a request compares it with the last one it decoded.
-_STATS_TEXT_OF = (select(cast(PersonTaste.__table__.c.stats, Text))
-                  .where(PersonTaste.__table__.c.user_id == bindparam("user")))
+_STATS_TEXT_OF = Prepared(select(cast(PersonTaste.__table__.c.stats, Text))
+                          .where(PersonTaste.__table__.c.user_id == bindparam("user")))
 
 
 class StoredStats(dict):
@@ -127,7 +128,7 @@ DECODED_PEOPLE = 4096
 
 def load_stats(db: Session, user_id: str) -> Stats:
     """The person's stats as stored now (empty for someone new)."""
-    text = db.scalar(_STATS_TEXT_OF, {"user": user_id})
+    text = _STATS_TEXT_OF.scalar(db, {"user": user_id})
     if not text:
         return {}
     known = _DECODED.get(user_id)

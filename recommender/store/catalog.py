@@ -9,15 +9,17 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from recommender.store.models import CatalogItem, ItemTag, Meta, new_id
+from recommender.store.prepared import Prepared
 
 REVISION_KEY = "catalog_revision"
 
 
-_REVISION = select(Meta.__table__.c.value).where(Meta.__table__.c.key == REVISION_KEY)
+# Read on every session request (prepared: recommender/store/prepared.py).
+_REVISION = Prepared(select(Meta.__table__.c.value).where(Meta.__table__.c.key == REVISION_KEY))
 
 
 def catalog_revision(db: Session) -> int:
-    value = db.scalar(_REVISION)
+    value = _REVISION.scalar(db)
     return int(value) if value else 0
 
 

@@ -1,0 +1,162 @@
+"""Prepared statements (recommender/store/prepared.py) run on the driver's cursor give what
+SQLAlchemy's own run of the same statement gives, inside the ORM session's transaction, on
+SQLite and on PostgreSQL (whichever store the tests run on)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import bindparam, insert, select
+
+from recommender import accounts, cry_sessions
+from recommender.store.catalog import _REVISION, catalog_revision
+from recommender.store.db import make_engine, make_session_factory
+from recommender.store.models import CatalogItem, CrySession, Feedback, Memory, User, new_id
+from recommender.store.prepared import NotPreparable, Prepared
+from recommender.tastes import _STATS_TEXT_OF
+
+MEMORY_COLUMNS = ("id", "user_id", "title", "text", "tags", "people", "places", "when_text",
+                  "created_at", "updated_at")
+
+
+def _person(db, name="ada") -> User:
+    user = User(username=name, password_hash="not a real hash")
+    db.add(user)
+    db.commit()
+    return user
+
+
+def _memory_row(user_id: str, title: str, moment: datetime) -> dict:
+    return {"id": new_id(), "user_id": user_id, "title": title, "text": "the kitchen radio",
+            "tags": ["grief", "family"], "people": ["Nan"], "places": [], "when_text": None,
+            "created_at": moment, "updated_at": moment}
+
+
+def _sqlalchemy_rows(db, statement, params) -> list[tuple]:
+    return [tuple(row) for row in db.execute(statement, params)]
+
+
+def test_reads_equal_sqlalchemys_own_for_every_prepared_statement_of_a_session(db):
+    ada = _person(db)
+    now = datetime.now(UTC)
+    Prepared(insert(Memory.__table__), columns=MEMORY_COLUMNS).insert(db, [
+        _memory_row(ada.id, "Nan's last summer", now - timedelta(days=2)),
+        _memory_row(ada.id, "The flat on Elm Street", now - timedelta(days=1))])
+    session_id = new_id()
+    cry_sessions._INSERT_SESSION.insert(db, [{
+        "id": session_id, "user_id": ada.id, "created_at": now, "model_version": "v1",
+        "request": {"moods": ["grief"], "minutes": 30}, "moods": ["grief"], "themes": [],
+        "total_duration_s": 1800, "care": {"crisis": False}}])
+    items = list(db.scalars(select(CatalogItem.id).order_by(CatalogItem.id).limit(3)))
+    assert len(items) == 3
+    cry_sessions._INSERT_ITEMS.insert(db, [
+        {"session_id": session_id, "user_id": ada.id, "position": k + 1, "item_id": item,
+         "phase": "build", "technique": "photo", "prompt_text": "open a photo",
+         "memory_id": None, "why": "Matches 'grief'.", "score": 0.5 + k}
+        for k, item in enumerate(items)])
+    db.add(Feedback(session_id=session_id, user_id=ada.id, note="it helped",
+                    updated_at=now - timedelta(hours=2)))
+    db.commit()
+
+    token = accounts.issue_token(db, ada)
+    asked = [items[0], "not-an-item", items[2]]
+    slots = {f"id{k}": asked[k] if k < len(asked) else None
+             for k in range(cry_sessions._SHOWN_SLOTS)}
+    cases = [
+        (accounts._TOKEN_HOLDER, {"token_hash": accounts._token_hash(token)}),
+        (_REVISION, {}),
+        (_STATS_TEXT_OF, {"user": ada.id}),
+        (cry_sessions._BANS_OF, {"user": ada.id}),
+        (cry_sessions._SHOWN_TO, {"user": ada.id}),
+        (cry_sessions._SHOWN_AMONG, {"user": ada.id, **slots}),
+        (cry_sessions._JOURNAL_SINCE, {"user": ada.id, "since": now - timedelta(days=1)}),
+        (cry_sessions._MEMORIES_OF, {"user": ada.id}),
+    ]
+    for prepared, params in cases:
+        expected = _sqlalchemy_rows(db, prepared.statement, params)
+        assert sorted(prepared.all(db, params), key=repr) == sorted(expected, key=repr), prepared
+
+    # And what each gave is what was stored, converted by the column types.
+    assert accounts.user_for_token(db, token) == (ada.id, "ada")
+    assert accounts.user_for_token(db, token + "x") is None
+    assert catalog_revision(db) >= 1
+    assert set(cry_sessions._SHOWN_AMONG.scalars(db, {"user": ada.id, **slots})) == {
+        items[0], items[2]}
+    assert cry_sessions._JOURNAL_SINCE.scalars(
+        db, {"user": ada.id, "since": now - timedelta(days=1)}) == ["it helped"]
+    assert cry_sessions._JOURNAL_SINCE.scalars(
+        db, {"user": ada.id, "since": now - timedelta(hours=1)}) == []
+    memories = cry_sessions._MEMORIES_OF.all(db, {"user": ada.id})
+    assert [m[1] for m in memories] == ["Nan's last summer", "The flat on Elm Street"]
+    assert memories[0][3:6] == (["grief", "family"], ["Nan"], [])
+
+
+def test_inserted_rows_read_back_through_the_orm_as_stored(db):
+    ada = _person(db)
+    moment = datetime(2026, 11, 30, 21, 15, 7, 123456, tzinfo=UTC)
+    session_id = new_id()
+    cry_sessions._INSERT_SESSION.insert(db, [{
+        "id": session_id, "user_id": ada.id, "created_at": moment, "model_version": "v7",
+        "request": {"moods": ["grief"], "prompt": "Nan's kitchen"}, "moods": ["grief"],
+        "themes": ["loss"], "total_duration_s": 2400, "care": {"crisis": False, "steps": []}}])
+    db.commit()
+    db.expire_all()
+    stored = db.get(CrySession, session_id)
+    assert stored.request == {"moods": ["grief"], "prompt": "Nan's kitchen"}
+    assert (stored.moods, stored.themes, stored.care) == (["grief"], ["loss"],
+                                                          {"crisis": False, "steps": []})
+    assert stored.total_duration_s == 2400 and stored.model_version == "v7"
+    at = stored.created_at if stored.created_at.tzinfo else stored.created_at.replace(tzinfo=UTC)
+    assert at == moment
+
+
+def test_writes_belong_to_the_sessions_transaction(db, database_url):
+    ada = _person(db)
+    insert_memory = Prepared(insert(Memory.__table__), columns=MEMORY_COLUMNS)
+    now = datetime.now(UTC)
+    insert_memory.insert(db, [_memory_row(ada.id, "rolled back", now)])
+    db.rollback()
+    insert_memory.insert(db, [_memory_row(ada.id, "kept", now)])
+    db.commit()
+    engine = make_engine(database_url)
+    try:
+        with make_session_factory(engine)() as other:
+            assert list(other.scalars(select(Memory.title).where(Memory.user_id == ada.id))) == [
+                "kept"]
+    finally:
+        engine.dispose()
+
+
+def test_a_read_first_writes_the_sessions_pending_changes(db):
+    ada = _person(db)
+    db.add(Memory(user_id=ada.id, title="not yet flushed", tags=[], people=[], places=[]))
+    titles = [row[1] for row in cry_sessions._MEMORIES_OF.all(db, {"user": ada.id})]
+    assert titles == ["not yet flushed"]
+    with db.no_autoflush:
+        db.add(Memory(user_id=ada.id, title="held back", tags=[], people=[], places=[]))
+        held = [row[1] for row in cry_sessions._MEMORIES_OF.all(db, {"user": ada.id})]
+    assert held == ["not yet flushed"]
+
+
+def test_what_cannot_be_prepared_or_run_is_named(db):
+    ada = _person(db)
+    with pytest.raises(NotPreparable, match=r"\['user'\]"):
+        cry_sessions._BANS_OF.all(db, {})
+    expanding = Prepared(select(Memory.id).where(Memory.id.in_(bindparam("ids", expanding=True))))
+    with pytest.raises(NotPreparable, match="expands"):
+        expanding.all(db, {"ids": ["a"]})
+    # Memory.id's default (new_id) runs in Python: an insert leaving it out is refused.
+    no_id = Prepared(insert(Memory.__table__), columns=MEMORY_COLUMNS[1:])
+    with pytest.raises(NotPreparable, match="Python-side column default"):
+        no_id.insert(db, [{k: v for k, v in _memory_row(ada.id, "x", datetime.now(UTC)).items()
+                           if k != "id"}])
+    extra = {**_memory_row(ada.id, "x", datetime.now(UTC)), "mood": "grief"}
+    with pytest.raises(NotPreparable, match=r"extra \['mood'\]"):
+        Prepared(insert(Memory.__table__), columns=MEMORY_COLUMNS).insert(db, [extra])
+    with pytest.raises(NotPreparable, match="only an insert"):
+        Prepared(select(Memory.id), columns=("id",))
+    with pytest.raises(NotPreparable, match="call insert"):
+        cry_sessions._INSERT_SESSION.all(db, {})
+    db.rollback()
+    assert db.scalar(select(Memory.id).where(Memory.user_id == ada.id)) is None
