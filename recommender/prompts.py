@@ -379,9 +379,12 @@ def _step_fields(step: str) -> dict[str, str]:
     return {"step": step, "step_lower": step[:1].lower() + step[1:]}
 
 
+_SPACES = re.compile(r"\s+")
+
+
 def _fill(template: PromptTemplate, fields: dict[str, str]) -> str:
     text = template.text.format(**{name: fields[name] for name in template.fields})
-    return re.sub(r"\s+", " ", text).strip()
+    return _SPACES.sub(" ", text).strip()
 
 
 def _weighted_choice(
