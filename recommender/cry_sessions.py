@@ -320,17 +320,20 @@ def _taste_reason(
 def _why(
     rec: ItemRecord, phase: str, contributions: np.ndarray, vec, vocabulary: Vocabulary,
     stats: tastes.Stats, explored: float, is_new: bool, exploration: str,
+    order: Sequence[int] | None = None,
 ) -> str:
     """Name what actually drove an item's place, in a person's words.
 
     The reasons follow the item's largest positive feature contributions to its score (the
     person's taste for its theme, maker, era..., the request's moods, themes and words), then
-    its phase, then whether exploration rather than the known taste brought it in.
+    its phase, then whether exploration rather than the known taste brought it in. ``order``
+    is ``np.argsort(-contributions)`` when the caller sorted every chosen item's at once.
     """
     reasons: list[str] = []
     matched_moods = [vocabulary.label(t) for t in rec.tags if t in vec.mood_ids]
     matched_themes = [vocabulary.label(t) for t in rec.tags if t in vec.theme_ids]
-    order = np.argsort(-contributions)
+    if order is None:
+        order = np.argsort(-contributions)
     item_keys: list[str] | None = None
     for j in order[:3]:
         if contributions[j] <= 0.05:
@@ -418,9 +421,12 @@ def create_session_document(
         "exploration": request.exploration,
     }
     care = care_document(verdict)
+    # Each chosen item's features by contribution, largest first: one sort for all of them.
+    orders = np.argsort(-scored.contributions[[p.row for p in plan.placements]],
+                        axis=1).tolist()
     rows = []
-    for slot, placement, prompt, record in zip(slots, plan.placements, prompts, chosen,
-                                               strict=True):
+    for slot, placement, prompt, record, order in zip(slots, plan.placements, prompts, chosen,
+                                                      orders, strict=True):
         rows.append({
             "session_id": session_id, "user_id": user_id, "position": slot.position,
             "item_id": record.id,
@@ -428,7 +434,7 @@ def create_session_document(
             "prompt_text": prompt.text, "memory_id": prompt.memory_id,
             "why": _why(record, placement.phase, scored.contributions[placement.row], vec,
                         vocabulary, scored.stats, float(scored.explored[placement.row]),
-                        record.id not in shown, request.exploration),
+                        record.id not in shown, request.exploration, order),
             "score": float(placement.score),
         })
     # Stored with two prepared inserts (the session, then its items in one executemany); the
