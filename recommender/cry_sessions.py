@@ -320,20 +320,18 @@ def _taste_reason(
 def _why(
     rec: ItemRecord, phase: str, contributions: np.ndarray, vec, vocabulary: Vocabulary,
     stats: tastes.Stats, explored: float, is_new: bool, exploration: str,
-    order: Sequence[int] | None = None,
+    order: Sequence[int],
 ) -> str:
     """Name what actually drove an item's place, in a person's words.
 
     The reasons follow the item's largest positive feature contributions to its score (the
     person's taste for its theme, maker, era..., the request's moods, themes and words), then
     its phase, then whether exploration rather than the known taste brought it in. ``order``
-    is ``np.argsort(-contributions)`` when the caller sorted every chosen item's at once.
+    is ``np.argsort(-contributions)`` (the caller sorts every chosen item's at once).
     """
     reasons: list[str] = []
     matched_moods = [vocabulary.label(t) for t in rec.tags if t in vec.mood_ids]
     matched_themes = [vocabulary.label(t) for t in rec.tags if t in vec.theme_ids]
-    if order is None:
-        order = np.argsort(-contributions)
     item_keys: list[str] | None = None
     for j in order[:3]:
         if contributions[j] <= 0.05:
