@@ -52,6 +52,7 @@ class Prepared:
             raise NotPreparable("an insert names its columns, and only an insert does")
         self.statement = statement
         self.columns = tuple(columns) if columns is not None else None
+        self._column_set = frozenset(self.columns or ())
         self._compiled: dict[tuple, _Compiled] = {}
         self._lock = threading.Lock()
 
@@ -100,9 +101,9 @@ class Prepared:
         connection = db.connection()
         compiled = self._for(connection.dialect)
         for row in rows:
-            if row.keys() != set(self.columns):
-                extra = sorted(set(row) - set(self.columns))
-                missing = sorted(set(self.columns) - set(row))
+            if row.keys() != self._column_set:
+                extra = sorted(row.keys() - self._column_set)
+                missing = sorted(self._column_set - row.keys())
                 raise NotPreparable(f"{self!r}: a row's columns differ from the statement's "
                                     f"(extra {extra}, missing {missing})")
         cursor = connection.connection.cursor()
