@@ -34,6 +34,7 @@ from recommender.ranker import CryRanker
 from recommender.retrieval import narrow_to_candidates, ranking_vector
 from recommender.session import assemble
 from recommender.store.catalog import catalog_revision, count_items
+from recommender.store.db import one_writer
 from recommender.store.models import (
     Ban,
     CatalogItem,
@@ -437,13 +438,14 @@ def create_session_document(
         })
     # Stored with two prepared inserts (the session, then its items in one executemany); the
     # answer is built from these rows and the chosen items' facts.
-    _INSERT_SESSION.insert(db, [{
-        "id": session_id, "user_id": user_id, "created_at": created_at,
-        "model_version": version, "request": stored_request, "moods": list(vec.mood_ids),
-        "themes": list(vec.theme_ids), "total_duration_s": plan.total_duration_s,
-        "care": care}])
-    _INSERT_ITEMS.insert(db, rows)
-    db.commit()
+    with one_writer(db):
+        _INSERT_SESSION.insert(db, [{
+            "id": session_id, "user_id": user_id, "created_at": created_at,
+            "model_version": version, "request": stored_request, "moods": list(vec.mood_ids),
+            "themes": list(vec.theme_ids), "total_duration_s": plan.total_duration_s,
+            "care": care}])
+        _INSERT_ITEMS.insert(db, rows)
+        db.commit()
     # The chosen items' facts come from the matrix this session was ranked on: it holds the
     # stored catalogue at the revision read above, so they equal a later read's.
     facts = {record.id: _record_facts(record) for record in chosen}
@@ -674,5 +676,6 @@ def record_feedback(db: Session, user_id: str, session_id: str, fb: FeedbackInpu
     when any part of the feedback is invalid. The person's taste is updated in the same
     transaction (:func:`update_taste`).
     """
-    update_taste(db, store_feedback(db, user_id, session_id, fb))
+    with one_writer(db):
+        update_taste(db, store_feedback(db, user_id, session_id, fb))
     return len(fb.reactions)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -48,14 +52,77 @@ def make_engine(url: str, *, checkpoint_on_commit: bool = True) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-def wal_path(engine: Engine) -> Path | None:
-    """The write-ahead log file of a SQLite file store (None for any other store)."""
+def sqlite_file(engine: Engine) -> Path | None:
+    """The database file of a SQLite file store (None for any other store)."""
     if engine.dialect.name != "sqlite":
         return None
     database = engine.url.database
     if not database or database == ":memory:" or database.startswith("file:"):
         return None
-    return Path(f"{database}-wal")
+    return Path(database)
+
+
+def wal_path(engine: Engine) -> Path | None:
+    """The write-ahead log file of a SQLite file store (None for any other store)."""
+    database = sqlite_file(engine)
+    return None if database is None else Path(f"{database}-wal")
+
+
+class _WriterLock:
+    """An exclusive ``flock`` on a file beside a SQLite database, plus a thread lock (a
+    ``flock`` is held per open file, so two threads of one process would share it). The
+    file is opened once per process: a descriptor inherited across ``fork`` shares its lock
+    with the parent, so a forked worker opens its own."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.threads = threading.Lock()
+        self.fd: int | None = None
+        self.pid = 0
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        with self.threads:
+            if self.pid != os.getpid():
+                self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                self.pid = os.getpid()
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+
+_writer_locks: dict[Path, _WriterLock] = {}
+_writer_locks_guard = threading.Lock()
+
+
+@contextmanager
+def one_writer(db: Session) -> Iterator[None]:
+    """Hold this while a SQLite file store is written, from the transaction's first write
+    through its commit: writers of every process sharing the file then queue in the kernel
+    and each starts the moment the one before it lets go.
+
+    Without it, a writer that finds the database's write lock taken is put to sleep by
+    SQLite's busy handler for 1, 2, 5, 10 ms and more between tries, however soon the lock
+    comes free: with two workers creating sessions, about one session in twelve waited
+    1-18 ms for a write that takes a fraction of a millisecond. Other stores (PostgreSQL,
+    an in-memory SQLite) need nothing and get nothing. A transaction that has already
+    written holds SQLite's write lock, so it goes on without waiting here (it could
+    otherwise wait for a writer that is waiting for it)."""
+    engine = db.get_bind()
+    engine = getattr(engine, "engine", engine)
+    database = sqlite_file(engine)
+    if database is None or db.connection().connection.driver_connection.in_transaction:
+        yield
+        return
+    path = Path(f"{database}-writer.lock")
+    with _writer_locks_guard:
+        lock = _writer_locks.get(path)
+        if lock is None:
+            lock = _writer_locks[path] = _WriterLock(path)
+    with lock.held():
+        yield
 
 
 def checkpoint_if_due(engine: Engine, min_bytes: int = WAL_CHECKPOINT_BYTES) -> int | None:
