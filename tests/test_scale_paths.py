@@ -172,7 +172,8 @@ def test_candidates_taste_table_is_cut_from_the_catalogues(db):
     vocabulary = default_vocabulary()
     matrix = build_item_matrix_from_frames(*item_frames(db), vocabulary)
     shuffled = np.random.default_rng(3).permutation(len(matrix))[:300]
-    for rows in (np.array([len(matrix) - 1, 3, 0, 7 % len(matrix)]), shuffled):
+    for rows in (np.array([len(matrix) - 1, 3, 0, 7 % len(matrix)]), shuffled,
+                 np.array([9, 2]), np.zeros(0, dtype=np.int64)):
         subset = matrix.subset(rows)
         cut = tastes.taste_attributes(subset, vocabulary)
         assert "taste_attributes" in matrix.extra, "the whole catalogue's table is kept"
