@@ -185,7 +185,8 @@ class CrySession(Base):
     __tablename__ = "cry_sessions"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
-    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # Found by the (user_id, created_at) index below: no index of its own.
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     model_version: Mapped[str] = mapped_column(String(64))
     request: Mapped[dict] = mapped_column(JSON)
