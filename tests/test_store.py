@@ -3,16 +3,21 @@ served SQLite store copies its write-ahead log back after responses, not inside 
 
 from __future__ import annotations
 
+import multiprocessing
 import shutil
+import threading
+import time
 from itertools import pairwise
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 
 from recommender.store.db import (
     WAL_CHECKPOINT_BYTES,
+    Checkpointer,
     checkpoint_if_due,
     make_engine,
     make_session_factory,
@@ -109,3 +114,77 @@ def test_a_served_sqlite_store_keeps_its_log_short_and_loses_nothing(template_db
         assert set(made) <= stored
         assert db.get(CrySession, made[-1]) is not None
     engine.dispose()
+
+
+def _wait_for(condition, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()
+
+
+def _checkpointer_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "goodcry-checkpointer"]
+
+
+def test_the_checkpointer_copies_the_log_back_on_a_thread_of_its_own(tmp_path):
+    path = tmp_path / "store.sqlite"
+    wal = Path(f"{path}-wal")
+    engine = make_engine(f"sqlite:///{path}", checkpoint_on_commit=False)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)"))
+    checkpointer = Checkpointer(engine, min_bytes=256 * 1024)
+    threads_before = len(_checkpointer_threads())
+    _write(engine, 20)
+    checkpointer.nudge()  # the log is short of the size: nothing to wake for
+    assert checkpointer.runs == 0 and len(_checkpointer_threads()) == threads_before
+    _write(engine, 200)
+    grown = wal.stat().st_size
+    assert grown >= 256 * 1024
+    checkpointer.nudge()
+    assert _wait_for(lambda: checkpointer.runs == 1), "the thread never checkpointed"
+    assert len(_checkpointer_threads()) == threads_before + 1
+    _write(engine, 1)  # everything was copied back: the log starts over, cut short
+    assert wal.stat().st_size < grown / 4
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM notes")).scalar() == 221
+    engine.dispose()
+
+
+def _nudge_in_child(checkpointer: Checkpointer, ran) -> None:
+    inherited = checkpointer.runs  # the parent's count, copied by the fork
+    _write(checkpointer.engine, 40)
+    checkpointer.nudge()
+    ran.put(_wait_for(lambda: checkpointer.runs > inherited))
+
+
+def test_a_forked_worker_nudges_a_checkpointer_thread_of_its_own(tmp_path):
+    """gunicorn forks its workers: the parent's thread does not exist in the child."""
+    path = tmp_path / "store.sqlite"
+    engine = make_engine(f"sqlite:///{path}", checkpoint_on_commit=False)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)"))
+    checkpointer = Checkpointer(engine, min_bytes=64 * 1024)
+    _write(engine, 40)
+    checkpointer.nudge()
+    assert _wait_for(lambda: checkpointer.runs == 1)
+    engine.dispose()  # the child opens its own connections
+    fork = multiprocessing.get_context("fork")
+    ran = fork.Queue()
+    child = fork.Process(target=_nudge_in_child, args=(checkpointer, ran))
+    child.start()
+    assert ran.get(timeout=20) is True, "the forked process's nudge reached no thread"
+    child.join(10)
+    assert child.exitcode == 0
+
+
+def test_the_checkpointer_is_only_for_a_sqlite_file(empty_database_url):
+    urls = ["sqlite://"] + ([] if empty_database_url.startswith("sqlite")
+                            else [empty_database_url])
+    for url in urls:
+        engine = make_engine(url)
+        with pytest.raises(ValueError, match="not a SQLite file store"):
+            Checkpointer(engine)
+        engine.dispose()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 from flask import Flask, Response, current_app, g
@@ -12,12 +11,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from recommender.cry_sessions import Recommender
 from recommender.store.db import (
     WAL_CHECKPOINT_BYTES,
-    checkpoint_if_due,
+    Checkpointer,
     make_engine,
     make_session_factory,
+    wal_path,
 )
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -25,30 +23,28 @@ class Store:
     engine: Engine
     session_factory: sessionmaker[Session]
     recommender: Recommender
+    checkpointer: Checkpointer | None = None
 
 
 def init_app(app: Flask) -> Store:
-    # SQLite's write-ahead log is copied back into the database after a response has gone
-    # out, never inside the request whose commit happened to fill it.
+    # SQLite's write-ahead log is copied back into the database on a thread of the worker's
+    # own, nudged once a response has gone out: never inside the request whose commit
+    # happened to fill it, nor holding the worker while the disk confirms the copy.
     engine = make_engine(app.config["DATABASE_URL"], checkpoint_on_commit=False)
     store = Store(engine, make_session_factory(engine), Recommender())
     app.extensions["goodcry"] = store
     app.teardown_appcontext(_close_db)
-    min_bytes = app.config.get("WAL_CHECKPOINT_BYTES", WAL_CHECKPOINT_BYTES)
+    if wal_path(engine) is not None:
+        checkpointer = Checkpointer(
+            engine, app.config.get("WAL_CHECKPOINT_BYTES", WAL_CHECKPOINT_BYTES))
+        store.checkpointer = checkpointer
 
-    @app.after_request
-    def _checkpoint_when_sent(response: Response) -> Response:
-        response.call_on_close(lambda: _checkpoint(engine, min_bytes))
-        return response
+        @app.after_request
+        def _checkpoint_when_sent(response: Response) -> Response:
+            response.call_on_close(checkpointer.nudge)
+            return response
 
     return store
-
-
-def _checkpoint(engine: Engine, min_bytes: int) -> None:
-    try:
-        checkpoint_if_due(engine, min_bytes)
-    except Exception:  # the answer has gone out; the next response tries again
-        log.exception("checkpointing the database's write-ahead log failed")
 
 
 def store() -> Store:
