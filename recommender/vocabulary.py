@@ -67,6 +67,9 @@ class Vocabulary:
         self.theme_ids = tuple(t.id for t in themes)
         self.tag_ids = self.mood_ids + self.theme_ids
         self._known = set(self.tag_ids)
+        self._moods, self._themes = frozenset(self.mood_ids), frozenset(self.theme_ids)
+        # A mood's label wins over a theme's of the same id, as the moods are looked at first.
+        self._labels = {**{t.id: t.label for t in themes}, **{m.id: m.label for m in moods}}
         self.synonyms = {_fold(k): v for k, v in synonyms.items()}
         unknown_targets = set(self.synonyms.values()) - self._known
         if unknown_targets:
@@ -88,19 +91,14 @@ class Vocabulary:
         return cls(moods, themes, raw.get("tag_synonyms", {}))
 
     def is_mood(self, tag: str) -> bool:
-        return tag in self.mood_ids
+        return tag in self._moods
 
     def is_theme(self, tag: str) -> bool:
-        return tag in self.theme_ids
+        return tag in self._themes
 
     def label(self, tag: str) -> str:
-        for m in self.moods:
-            if m.id == tag:
-                return m.label
-        for t in self.themes:
-            if t.id == tag:
-                return t.label
-        return tag.replace("_", " ")
+        label = self._labels.get(tag)
+        return label if label is not None else tag.replace("_", " ")
 
     def map_tags(self, raw_tags: list[str]) -> TagMapping:
         """Map raw tags onto vocabulary ids; keep unknown ones as free-form tags."""
