@@ -23,7 +23,6 @@ class Store:
     engine: Engine
     session_factory: sessionmaker[Session]
     recommender: Recommender
-    checkpointer: Checkpointer | None = None
 
 
 def init_app(app: Flask) -> Store:
@@ -37,7 +36,6 @@ def init_app(app: Flask) -> Store:
     if wal_path(engine) is not None:
         checkpointer = Checkpointer(
             engine, app.config.get("WAL_CHECKPOINT_BYTES", WAL_CHECKPOINT_BYTES))
-        store.checkpointer = checkpointer
 
         @app.after_request
         def _checkpoint_when_sent(response: Response) -> Response:
