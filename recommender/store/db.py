@@ -87,6 +87,8 @@ class _WriterLock:
     def held(self) -> Iterator[None]:
         with self.threads:
             if self.pid != os.getpid():
+                if self.fd is not None:  # the parent's, inherited: closing it frees nothing
+                    os.close(self.fd)    # the parent holds (its own descriptor stays open)
                 self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
                 self.pid = os.getpid()
             fcntl.flock(self.fd, fcntl.LOCK_EX)
