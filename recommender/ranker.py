@@ -196,8 +196,11 @@ class CryRanker(ClassifierMixin, BaseEstimator):
     def _features(self, X) -> np.ndarray:
         """``X`` checked for scoring: a finite float array of the fitted width is taken as
         it is (the serving path scores a few thousand rows per request, where the general
-        validation costs more than the arithmetic); anything else is fully validated."""
-        check_is_fitted(self)
+        validation costs more than the arithmetic); anything else is fully validated.
+        Fitted is read from the coefficients' presence (scikit-learn's own check looks up
+        the estimator's tags first: 5 us a call, against 12 us for the scoring itself)."""
+        if "coef_" not in vars(self):
+            check_is_fitted(self)  # raises NotFittedError, naming the estimator
         if (isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype.kind == "f"
                 and X.shape[1] == self.n_features_in_ and X.shape[0] > 0
                 and bool(np.isfinite(X).all())):

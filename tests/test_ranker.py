@@ -60,3 +60,17 @@ def test_graded_fit_equals_the_doubled_rows_fit_and_held_coefficients_stay():
     assert held.coef_[0, 2] == 1.5 and held.coef_[0, 0] > 0.5
     with pytest.raises(ValueError, match="target"):
         CryRanker().fit_graded(X, target + 1.0)
+
+
+def test_serving_scores_need_a_fitted_ranker_and_equal_the_linear_score():
+    from sklearn.exceptions import NotFittedError
+
+    X = np.random.default_rng(2).random((50, 3)).astype(np.float32)
+    for call in (CryRanker().score_items, CryRanker().contributions):
+        with pytest.raises(NotFittedError, match="CryRanker"):
+            call(X)
+    ranker = CryRanker().fit(X, (X[:, 0] > 0.5).astype(int))
+    expected = X.astype(np.float64) @ ranker.coef_[0] + ranker.intercept_[0]
+    np.testing.assert_allclose(ranker.score_items(X), expected, rtol=1e-5)
+    np.testing.assert_allclose(ranker.contributions(X).sum(axis=1),
+                               expected - ranker.intercept_[0], rtol=1e-4)
