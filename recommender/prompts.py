@@ -133,6 +133,7 @@ class PromptLibrary:
         self.techniques = techniques
         self.templates = templates
         self._candidates: dict[tuple[str, str, bool, bool], tuple[PromptTemplate, ...]] = {}
+        self._offers_step: dict[tuple[str, str, bool, bool], bool] = {}
         for template in templates:
             if template.technique not in techniques:
                 raise ValueError(f"template {template.id}: unknown technique {template.technique}")
@@ -175,12 +176,25 @@ class PromptLibrary:
         """Templates suiting a slot; in crisis only comfort, grounding, confide, aftercare.
 
         Worked out once per kind of slot (the library does not change once loaded)."""
+        return list(self._candidates_of(kind, phase, crisis, memory))
+
+    def offers_step(self, kind: str, phase: str, *, crisis: bool, memory: bool) -> bool:
+        """Whether any of :meth:`candidates` names an aftercare step (kept with them)."""
+        key = (kind, phase, crisis, memory)
+        offers = self._offers_step.get(key)
+        if offers is None:
+            offers = self._offers_step[key] = any(
+                t.takes_step for t in self._candidates_of(kind, phase, crisis, memory))
+        return offers
+
+    def _candidates_of(self, kind: str, phase: str, crisis: bool, memory: bool
+                       ) -> tuple[PromptTemplate, ...]:
         key = (kind, phase, crisis, memory)
         cached = self._candidates.get(key)
         if cached is None:
             cached = self._candidates[key] = self._find_candidates(
                 kind, phase, crisis=crisis, memory=memory)
-        return list(cached)
+        return cached
 
     def _find_candidates(
         self, kind: str, phase: str, *, crisis: bool, memory: bool
@@ -384,6 +398,12 @@ _SPACES = re.compile(r"\s+")
 
 def _fill(template: PromptTemplate, fields: dict[str, str]) -> str:
     text = template.text.format(**{name: fields[name] for name in template.fields})
+    # A printable text holds no whitespace but plain spaces (tabs, newlines and Unicode
+    # spaces are not printable): without a double, a leading or a trailing one, the
+    # squash below would give it back unchanged (2 us a prompt for nothing).
+    if (text.isprintable() and "  " not in text and not text.startswith(" ")
+            and not text.endswith(" ")):
+        return text
     return _SPACES.sub(" ", text).strip()
 
 
@@ -432,6 +452,7 @@ def pair_prompts(
         memory = matched.get(index)
         fields = {"title": slot.title}
         options: list[PromptTemplate] = []
+        offers_step = False
         if memory is not None:
             fields.update(_memory_fields(memory))
             options = [
@@ -439,14 +460,17 @@ def pair_prompts(
                 for t in library.candidates(kind, phase, crisis=crisis, memory=True)
                 if t.fields - {"step", "step_lower"} <= fields.keys()
             ]
+            offers_step = any(t.takes_step for t in options)
             if not options:
                 memory = None
         if memory is None:
             options = library.candidates(kind, phase, crisis=crisis, memory=False)
+            offers_step = library.offers_step(kind, phase, crisis=crisis, memory=False)
         if not options:  # an unknown phase/kind combination: fall back to plain comfort
             options = library.candidates(kind, "settle", crisis=True, memory=False)
+            offers_step = library.offers_step(kind, "settle", crisis=True, memory=False)
 
-        if phase == "aftercare" or any(t.takes_step for t in options):
+        if phase == "aftercare" or offers_step:
             least = min(used_steps[s] for s in AFTERCARE_STEPS)
             steps = [s for s in AFTERCARE_STEPS if used_steps[s] == least]
             step = rng.choice(steps)

@@ -2,16 +2,20 @@
 
 import json
 import logging
+import re
 
 import pytest
 
 from recommender.care import AFTERCARE_STEPS
 from recommender.prompts import (
+    KINDS,
     MAX_USES_PER_MEMORY,
+    PHASES,
     PROMPTS_JSON,
     MemoryCard,
     PairingPrompt,
     PromptSlot,
+    _fill,
     load_prompt_library,
     match_memories,
     pair_prompts,
@@ -213,3 +217,30 @@ def test_memory_text_is_never_logged(caplog):
         pair_prompts([slot(0, tags=("grief", "loss_parent"))], [secret], request_text="my dad")
     assert "nobody else" not in caplog.text
     assert "private title" not in caplog.text
+
+
+@pytest.mark.parametrize("title", [
+    "Plain Title", "Two  spaces", " leading", "trailing ", "tab\there", "new\nline",
+    "no\u00a0break", "ideographic\u3000space", "line\u2028separator", "", "   ", "x",
+])
+def test_filled_prompts_have_their_whitespace_squashed(title):
+    library = load_prompt_library()
+    for template in library.templates:
+        fields = {"title": title, "memory_title": title, "person": title, "place": title,
+                  "step": "Drink water", "step_lower": "drink water"}
+        text = template.text.format(**{name: fields[name] for name in template.fields})
+        assert _fill(template, fields) == re.sub(r"\s+", " ", text).strip()
+
+
+def test_offers_step_is_whether_any_candidate_names_a_step():
+    library = load_prompt_library()
+    seen = set()
+    for kind in KINDS:
+        for phase in PHASES:
+            for crisis in (False, True):
+                for memory in (False, True):
+                    offers = library.offers_step(kind, phase, crisis=crisis, memory=memory)
+                    assert offers == any(t.takes_step for t in library.candidates(
+                        kind, phase, crisis=crisis, memory=memory))
+                    seen.add(offers)
+    assert seen == {True, False}
