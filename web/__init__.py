@@ -18,6 +18,9 @@ def create_app(config: dict | None = None) -> Flask:
                 static_folder="static", template_folder="pages/templates")
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     from web.config import from_environment
+    from web.json_provider import OrjsonProvider
+
+    app.json = OrjsonProvider(app)
 
     app.config.update(from_environment(Path(app.instance_path)))
     app.config.update(
@@ -27,7 +30,6 @@ def create_app(config: dict | None = None) -> Flask:
         REMEMBER_COOKIE_HTTPONLY=True,
         WTF_CSRF_TIME_LIMIT=None,
         PREPARE_STORE=True,
-        JSON_SORT_KEYS=False,
     )
     if config:
         app.config.update(config)
