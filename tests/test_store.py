@@ -16,6 +16,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import text
 
 from recommender.store.db import (
+    SQLITE_MMAP_BYTES,
     WAL_CHECKPOINT_BYTES,
     Checkpointer,
     checkpoint_if_due,
@@ -188,3 +189,17 @@ def test_the_checkpointer_is_only_for_a_sqlite_file(empty_database_url):
         with pytest.raises(ValueError, match="not a SQLite file store"):
             Checkpointer(engine)
         engine.dispose()
+
+
+def test_sqlite_connections_read_through_a_memory_map_and_see_each_others_writes(tmp_path):
+    url = f"sqlite:///{tmp_path / 'mapped.sqlite'}"
+    writer, reader = make_engine(url), make_engine(url)
+    with writer.begin() as conn:
+        conn.execute(text("CREATE TABLE t (x INTEGER)"))
+        conn.execute(text("INSERT INTO t VALUES (1)"))
+    with reader.connect() as conn:
+        assert conn.execute(text("PRAGMA mmap_size")).scalar() == SQLITE_MMAP_BYTES
+        assert conn.execute(text("SELECT sum(x) FROM t")).scalar() == 1
+        with writer.begin() as other:   # another connection writes between two reads
+            other.execute(text("INSERT INTO t VALUES (2)"))
+        assert conn.execute(text("SELECT sum(x) FROM t")).scalar() == 3
