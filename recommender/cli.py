@@ -67,7 +67,9 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
         def load_config(self):
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)
-            self.cfg.set("worker_class", "gthread")
+            # gunicorn's gthread worker, closing connections without holding its loop
+            # (web/worker.py).
+            self.cfg.set("worker_class", "web.worker.ThreadWorker")
             self.cfg.set("threads", threads)
             # A worker takes a connection only while it has a thread free for it and closes
             # it after the answer. Kept alive, a client's connection stays with the worker

@@ -1,0 +1,79 @@
+"""`goodcry serve`'s worker closes each connection gracefully without holding its loop."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+
+import requests
+
+from tests.served import Served, children
+from web.worker import LINGER_S
+
+
+def _answered(sock: socket.socket) -> bytes:
+    """One whole answer read from ``sock`` (its head and Content-Length bytes of body)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:"))
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head.split(b"\r\n", 1)[0]
+
+
+def _sockets(pid: int) -> int:
+    fds = Path(f"/proc/{pid}/fd")
+    return sum(1 for fd in os.listdir(fds)
+               if os.readlink(fds / fd).startswith("socket:"))
+
+
+def _settled_sockets(pid: int) -> int:
+    """The worker's sockets once any connection of the readiness check has been let go."""
+    time.sleep(LINGER_S + 0.5)
+    return _sockets(pid)
+
+
+def test_a_client_that_keeps_its_connection_open_does_not_hold_up_the_next(database_url):
+    with Served(database_url, workers=1) as server:
+        worker = children(server.proc.pid)[0]
+        before = _settled_sockets(worker)
+        first = socket.create_connection(("127.0.0.1", server.port))
+        try:
+            first.sendall(b"GET /healthz HTTP/1.1\r\nHost: goodcry\r\n\r\n")
+            assert _answered(first) == b"HTTP/1.1 200 OK"
+            # The first client has its answer and keeps its side open. gunicorn's own close
+            # reads from it for up to LINGER_S on the thread that accepts connections, so the
+            # next client waited that long; now it is answered at once.
+            started = time.monotonic()
+            assert requests.get(f"{server.url}/healthz", timeout=30).status_code == 200
+            assert time.monotonic() - started < LINGER_S / 2
+            # The first connection is still read (what it sends is drained, not refused) ...
+            first.sendall(b"trailing bytes the server never asked for")
+            assert first.recv(10) == b""   # the server's end of the answer
+            assert _sockets(worker) > before
+            # ... until LINGER_S has passed, when the worker closes it.
+            deadline = time.monotonic() + LINGER_S + 5
+            while _sockets(worker) > before and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert _sockets(worker) == before
+        finally:
+            first.close()
+
+
+def test_a_client_that_closes_is_let_go_at_once(database_url):
+    with Served(database_url, workers=1) as server:
+        worker = children(server.proc.pid)[0]
+        before = _settled_sockets(worker)
+        for _ in range(20):
+            with socket.create_connection(("127.0.0.1", server.port)) as sock:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: goodcry\r\n\r\n")
+                assert _answered(sock) == b"HTTP/1.1 200 OK"
+        deadline = time.monotonic() + LINGER_S / 2
+        while _sockets(worker) > before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _sockets(worker) == before

@@ -1,0 +1,101 @@
+"""The gunicorn worker `goodcry serve` runs: gthread, with connections closed off its loop.
+
+gunicorn closes a connection as RFC 9112 (section 9.6) asks: it stops writing, then reads
+until the client closes its side (2 s and 64 KiB at most), so that unread bytes of the
+request cannot make the kernel reset the connection and cut off the end of the answer. The
+gthread worker does that wait on its event loop's thread, which is also the thread that
+accepts new connections: until the client has read the answer and closed, the worker takes
+no one else, however free its threads are. On a machine whose cores the clients share, that
+wait is the client's turn on a core, and then some.
+
+This worker makes the same close without the wait: the connection stops writing and is put
+on the event loop's poller, which reads what the client still sends and closes the
+connection when the client closes (or sends 64 KiB more, or 2 s pass); meanwhile the loop
+goes on accepting.
+"""
+
+from __future__ import annotations
+
+import collections
+import selectors
+import socket
+import time
+from functools import partial
+
+from gunicorn import util
+from gunicorn.workers import gthread
+
+LINGER_S = 2.0          # as gunicorn's own graceful close
+LINGER_MAX_BYTES = 65536
+
+
+class _Lingering:
+    __slots__ = ("sock", "deadline", "drained")
+
+    def __init__(self, sock: socket.socket, deadline: float):
+        self.sock: socket.socket | None = sock
+        self.deadline = deadline
+        self.drained = 0
+
+
+class ThreadWorker(gthread.ThreadWorker):
+    """gunicorn's gthread worker; a connection's graceful close waits on the poller."""
+
+    def init_process(self) -> None:
+        self._lingering: collections.deque[_Lingering] = collections.deque()
+        super().init_process()
+
+    def finish_request(self, conn, fs) -> None:
+        # gunicorn ends a finished connection with conn.close(graceful=True): that close
+        # is this worker's.
+        conn.close = partial(self._close, conn)
+        super().finish_request(conn, fs)
+
+    def _close(self, conn, graceful: bool = False) -> None:
+        sock = conn.sock
+        if not graceful:
+            util.close(sock)
+            return
+        try:
+            sock.shutdown(socket.SHUT_WR)
+            sock.setblocking(False)
+            entry = _Lingering(sock, time.monotonic() + LINGER_S)
+            self.poller.register(sock, selectors.EVENT_READ, partial(self._drain, entry))
+        except (OSError, ValueError):
+            util.close(sock)
+            return
+        self._lingering.append(entry)
+
+    def _drain(self, entry: _Lingering, _sock) -> None:
+        """The client sent more or closed: read it; close once it closed or sent too much."""
+        try:
+            while entry.drained < LINGER_MAX_BYTES:
+                data = entry.sock.recv(4096)
+                if not data:
+                    break
+                entry.drained += len(data)
+        except BlockingIOError:
+            return
+        except OSError:
+            pass
+        self._end(entry)
+
+    def _end(self, entry: _Lingering) -> None:
+        sock, entry.sock = entry.sock, None
+        if sock is None:
+            return
+        try:
+            self.poller.unregister(sock)
+        except (KeyError, ValueError, OSError):
+            pass
+        util.close(sock)
+
+    def murder_keepalived(self, force: bool = False) -> None:
+        """gunicorn's sweep of expired kept-alive connections, which the loop runs after
+        every wait and, forced, on the way out: lingering connections past their time go
+        too (they are in the order they began, so their deadlines are too)."""
+        super().murder_keepalived(force)
+        now = time.monotonic()
+        while self._lingering and (force or self._lingering[0].sock is None
+                                   or self._lingering[0].deadline <= now):
+            self._end(self._lingering.popleft())
