@@ -17,6 +17,7 @@ goes on accepting.
 from __future__ import annotations
 
 import collections
+import contextlib
 import selectors
 import socket
 import time
@@ -30,7 +31,7 @@ LINGER_MAX_BYTES = 65536
 
 
 class _Lingering:
-    __slots__ = ("sock", "deadline", "drained")
+    __slots__ = ("deadline", "drained", "sock")
 
     def __init__(self, sock: socket.socket, deadline: float):
         self.sock: socket.socket | None = sock
@@ -84,10 +85,8 @@ class ThreadWorker(gthread.ThreadWorker):
         sock, entry.sock = entry.sock, None
         if sock is None:
             return
-        try:
+        with contextlib.suppress(KeyError, ValueError, OSError):
             self.poller.unregister(sock)
-        except (KeyError, ValueError, OSError):
-            pass
         util.close(sock)
 
     def murder_keepalived(self, force: bool = False) -> None:
