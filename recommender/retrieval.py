@@ -14,6 +14,7 @@ Everything after this step (features, the ranker, the arc) runs on the candidate
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,25 +62,34 @@ def _sorted_distinct(rows: np.ndarray) -> np.ndarray:
 
 
 def _top(prior: np.ndarray, rows: np.ndarray, k: int,
-         rng: np.random.Generator | None = None) -> np.ndarray:
-    """The ``k`` rows of highest prior. A large pool is first cut at a bar that a random
-    sample says about ``BAR_MARGIN * k`` rows clear; when at least ``k`` do, the top ``k``
-    are all among them, so the answer is the same as partitioning the whole pool, for a
-    fraction of the work. Otherwise the whole pool is partitioned: that takes SAMPLE_RANK
-    of the sample among the pool's best ``k``, where SAMPLE_RANK / BAR_MARGIN = 8 are
-    expected (a binomial tail of about 1e-10)."""
+         rng: np.random.Generator | None = None,
+         member: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+    """The ``k`` rows of highest prior among ``rows`` (sorted). A large pool is first cut
+    at a bar that a random sample says about ``BAR_MARGIN * k`` rows clear; when at least
+    ``k`` do, the top ``k`` are all among them, so the answer is the same as partitioning
+    the whole pool, for a fraction of the work. Otherwise the whole pool is partitioned:
+    that takes SAMPLE_RANK of the sample among the pool's best ``k``, where SAMPLE_RANK /
+    BAR_MARGIN = 8 are expected (a binomial tail of about 1e-10).
+
+    ``member`` says which of some rows are in the pool (a mask). With it, a pool of most of
+    the catalogue finds the rows over the bar in one pass over the whole prior, then keeps
+    its own: the same rows in the same order as gathering the pool's values first, without
+    that gather (85,000 values: 155 us)."""
     if len(rows) <= k:
         return rows
-    values = prior[rows]
     size = -(-len(rows) * SAMPLE_RANK // (BAR_MARGIN * k))
     if len(rows) > SAMPLE_ABOVE and rng is not None and size < len(rows) // 2:
-        sample = values[rng.integers(0, len(rows), size)]
+        sample = prior[rows[rng.integers(0, len(rows), size)]]
         bar = np.partition(sample, size - SAMPLE_RANK)[size - SAMPLE_RANK]
-        above = np.flatnonzero(values >= bar)
-        if len(above) >= k:
-            part = np.argpartition(-values[above], k - 1)[:k]
-            return rows[above[part]]
-    part = np.argpartition(-values, k - 1)[:k]
+        if member is not None and 2 * len(rows) > len(prior):
+            over = np.flatnonzero(prior >= bar)
+            over = over[member(over)]
+        else:
+            over = rows[prior[rows] >= bar]
+        if len(over) >= k:
+            part = np.argpartition(-prior[over], k - 1)[:k]
+            return over[part]
+    part = np.argpartition(-prior[rows], k - 1)[:k]
     return rows[part]
 
 
@@ -288,8 +298,14 @@ def candidate_rows(
     def allowed(rows: np.ndarray) -> np.ndarray:
         return rows[~matrix.has_suicide_theme[rows]] if crisis else rows
 
+    def song_ok(rows: np.ndarray) -> np.ndarray:
+        """Which of ``rows`` are in ``songs`` (the pool code holds a sad song's intensity)."""
+        code = index.pool_code[rows]
+        ok = (code >= 1) & (code <= deepen_cap)
+        return ok & ~matrix.has_suicide_theme[rows] if crisis else ok
+
     songs = allowed(index.sad_songs[deepen_cap])
-    pools = [_top(prior, songs, SONG_CANDIDATES, rng)]
+    pools = [_top(prior, songs, SONG_CANDIDATES, rng, member=song_ok)]
     care = allowed(index.aftercare_songs[deepen_cap].up_to(budget))
     if not len(care):  # the arc falls back to any aftercare song that fits
         care = index.all_aftercare_songs.up_to(budget)
@@ -301,11 +317,6 @@ def candidate_rows(
     if taste:
         # The best by the request and the person's taste together: on a big catalogue many
         # more items match the asked-for mood than the pools hold.
-        def song_ok(rows: np.ndarray) -> np.ndarray:
-            code = index.pool_code[rows]
-            ok = (code >= 1) & (code <= deepen_cap)
-            return ok & ~matrix.has_suicide_theme[rows] if crisis else ok
-
         def film_ok(rows: np.ndarray) -> np.ndarray:
             code = index.pool_code[rows]
             ok = (code > FILM_CODE) & (code <= FILM_CODE + deepen_cap)

@@ -32,6 +32,7 @@ from recommender.retrieval import (
     candidate_rows,
     narrow_to_candidates,
     ranking_vector,
+    retrieval_index,
 )
 from recommender.store.catalog import catalog_generation, item_frames
 from recommender.store.models import CatalogItem
@@ -235,6 +236,12 @@ def test_candidate_retrieval_keeps_the_pools_the_arc_needs():
 
     crisis = candidate_rows(matrix, vec, request, crisis=True, rng=np.random.default_rng(1))
     assert not matrix.has_suicide_theme[crisis].any()
+    # A pool's members are told by the pool code alone (a pool of most of the catalogue is
+    # cut from the whole prior and then kept to the rows whose code fits).
+    index = retrieval_index(matrix)
+    for cap in range(1, 6):
+        assert np.array_equal(index.sad_songs[cap],
+                              np.flatnonzero((index.pool_code >= 1) & (index.pool_code <= cap)))
     assert not matrix.is_film[crisis].any()
     assert candidate_rows(build_item_matrix(synthetic(50), vocabulary), vec, request,
                           crisis=False) is None
@@ -376,8 +383,15 @@ def test_top_candidates_cut_at_a_sampled_bar_are_the_exact_top():
     for size, k in ((85_000, 300), (20_000, 200), (9_000, 30)):
         pool = np.sort(rng.choice(big, size=size, replace=False))
         exact = set(pool[np.argsort(-shaped[pool], kind="stable")[:k]].tolist())
+        in_pool = np.zeros(big, dtype=bool)
+        in_pool[pool] = True
         for seed in range(5):
             assert set(_top(shaped, pool, k, np.random.default_rng(seed)).tolist()) == exact
+            # Told which rows are the pool's, a pool of most of the catalogue is cut from one
+            # pass over the whole prior: the same rows in the same order.
+            assert np.array_equal(
+                _top(shaped, pool, k, np.random.default_rng(seed), member=in_pool.__getitem__),
+                _top(shaped, pool, k, np.random.default_rng(seed)))
     # A pool where almost everything ties at the top: the bar lets too few through only if
     # the sample misleads, and then the whole pool is partitioned; either way k distinct rows
     # of the highest value come back.
