@@ -238,16 +238,9 @@ def load_client(base: str, n_requests: int, concurrency: int, seed: int,
         elapsed = time.perf_counter() - started
         client_cpu = time.process_time() - client_before
         server_cpu = (server_cpu_s(server_pid) - cpu_before) if server_pid else float("nan")
-    # Latency alone (one request at a time), as the ratio against /healthz is meant. The
-    # two kinds of call take turns (three sessions to every five /healthz calls), so a
-    # machine that speeds up or slows down meanwhile moves both alike; one block after the
-    # other, a drift between the blocks went straight into the ratio.
-    serial, health_serial = [], []
-    n_serial = min(60, n_requests)
-    for i in range(100):
-        health_serial.append(health_call(i))
-        if i * n_serial // 100 != (i + 1) * n_serial // 100:
-            serial.append(session_call(len(serial)))
+    # Latency alone (one request at a time), as the ratio against /healthz is meant.
+    serial = [session_call(i) for i in range(min(60, n_requests))]
+    health_serial = [health_call(i) for i in range(100)]
     return {"sessions": sessions, "health": health, "elapsed": elapsed, "serial": serial,
             "health_serial": health_serial, "server_cpu_ms": server_cpu / n_requests * 1000,
             "client_cpu_ms": client_cpu / n_requests * 1000}
