@@ -11,7 +11,7 @@ from pathlib import Path
 import requests
 
 from tests.served import Served, children
-from web.worker import LINGER_S
+from web.worker import LINGER_MAX_CONNECTIONS, LINGER_S
 
 
 def _answered(sock: socket.socket) -> bytes:
@@ -90,3 +90,21 @@ def test_a_client_that_closes_is_let_go_at_once(database_url):
         while _sockets(worker, server.port) > before and time.monotonic() < deadline:
             time.sleep(0.05)
         assert _sockets(worker, server.port) == before
+
+
+def test_clients_that_never_close_cannot_run_the_worker_out_of_descriptors(database_url):
+    with Served(database_url, workers=1) as server:
+        worker = children(server.proc.pid)[0]
+        before = _settled_sockets(worker, server.port)
+        held = []
+        try:
+            for _ in range(LINGER_MAX_CONNECTIONS + 40):
+                sock = socket.create_connection(("127.0.0.1", server.port))
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: goodcry\r\n\r\n")
+                assert _answered(sock) == b"HTTP/1.1 200 OK"
+                held.append(sock)   # never closed by the client until the end
+            assert _sockets(worker, server.port) <= before + LINGER_MAX_CONNECTIONS
+            assert requests.get(f"{server.url}/healthz", timeout=30).status_code == 200
+        finally:
+            for sock in held:
+                sock.close()

@@ -10,8 +10,8 @@ wait is the client's turn on a core, and then some.
 
 This worker makes the same close without the wait: the connection stops writing and is put
 on the event loop's poller, which reads what the client still sends and closes the
-connection when the client closes (or sends 64 KiB more, or 2 s pass); meanwhile the loop
-goes on accepting.
+connection when the client closes (or sends 64 KiB more, or 2 s pass, or 128 newer
+connections are waiting); meanwhile the loop goes on accepting.
 """
 
 from __future__ import annotations
@@ -28,6 +28,10 @@ from gunicorn.workers import gthread
 
 LINGER_S = 2.0          # as gunicorn's own graceful close
 LINGER_MAX_BYTES = 65536
+# At most this many connections wait for their clients at once; the oldest is closed to make
+# room. Clients that never close would otherwise hold a descriptor each for LINGER_S, and a
+# fast enough stream of them would run the worker out of descriptors.
+LINGER_MAX_CONNECTIONS = 128
 
 
 class _Lingering:
@@ -66,6 +70,8 @@ class ThreadWorker(gthread.ThreadWorker):
             util.close(sock)
             return
         self._lingering.append(entry)
+        while len(self._lingering) > LINGER_MAX_CONNECTIONS:
+            self._end(self._lingering.popleft())
 
     def _drain(self, entry: _Lingering, _sock) -> None:
         """The client sent more or closed: read it; close once it closed or sent too much."""
