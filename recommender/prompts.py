@@ -132,8 +132,9 @@ class PromptLibrary:
     def __init__(self, techniques: dict[str, Technique], templates: list[PromptTemplate]):
         self.techniques = techniques
         self.templates = templates
-        self._candidates: dict[tuple[str, str, bool, bool], tuple[PromptTemplate, ...]] = {}
-        self._offers_step: dict[tuple[str, str, bool, bool], bool] = {}
+        # Per kind of slot: its templates, and whether any of them names an aftercare step.
+        self._candidates: dict[tuple[str, str, bool, bool],
+                               tuple[tuple[PromptTemplate, ...], bool]] = {}
         for template in templates:
             if template.technique not in techniques:
                 raise ValueError(f"template {template.id}: unknown technique {template.technique}")
@@ -176,24 +177,19 @@ class PromptLibrary:
         """Templates suiting a slot; in crisis only comfort, grounding, confide, aftercare.
 
         Worked out once per kind of slot (the library does not change once loaded)."""
-        return list(self._candidates_of(kind, phase, crisis, memory))
+        return list(self._candidates_of(kind, phase, crisis, memory)[0])
 
     def offers_step(self, kind: str, phase: str, *, crisis: bool, memory: bool) -> bool:
         """Whether any of :meth:`candidates` names an aftercare step (kept with them)."""
-        key = (kind, phase, crisis, memory)
-        offers = self._offers_step.get(key)
-        if offers is None:
-            offers = self._offers_step[key] = any(
-                t.takes_step for t in self._candidates_of(kind, phase, crisis, memory))
-        return offers
+        return self._candidates_of(kind, phase, crisis, memory)[1]
 
     def _candidates_of(self, kind: str, phase: str, crisis: bool, memory: bool
-                       ) -> tuple[PromptTemplate, ...]:
+                       ) -> tuple[tuple[PromptTemplate, ...], bool]:
         key = (kind, phase, crisis, memory)
         cached = self._candidates.get(key)
         if cached is None:
-            cached = self._candidates[key] = self._find_candidates(
-                kind, phase, crisis=crisis, memory=memory)
+            found = self._find_candidates(kind, phase, crisis=crisis, memory=memory)
+            cached = self._candidates[key] = (found, any(t.takes_step for t in found))
         return cached
 
     def _find_candidates(
