@@ -581,6 +581,19 @@ def item_eras(matrix: ItemMatrix) -> np.ndarray:
     return np.where(years > 0, labels, "").astype(object)
 
 
+def item_era_codes(matrix: ItemMatrix) -> np.ndarray:
+    """Each item's decade as a number: equal for items of one :func:`item_eras` label,
+    0 when the year is unknown (a comparison of small integers, not of strings)."""
+    years = item_years(matrix).astype(np.int32)
+    return np.where(years > 0, years // 10 + 1, 0).astype(np.int32)
+
+
+def title_codes(title_keys: np.ndarray) -> np.ndarray:
+    """A number per item, equal for items whose :func:`item_title_keys` are equal."""
+    return pd.factorize(np.asarray(title_keys, dtype=object),
+                        use_na_sentinel=False)[0].astype(np.int32)
+
+
 def item_title_keys(matrix: ItemMatrix) -> np.ndarray:
     """Each item's normalised title (as in its identity key)."""
     records = matrix.records

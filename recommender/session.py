@@ -102,18 +102,19 @@ def assemble(
     if crisis:
         allowed &= ~matrix.has_suicide_theme
     used_makers: dict = {}
-    used_eras: dict[str, int] = {}
-    used_titles: set[str] = set()
+    used_eras: dict[int, int] = {}
+    used_titles: set[int] = set()
     chosen: set[int] = set()
     era_cap = max(MIN_PER_ERA, int(MAX_ERA_SHARE * budget / TYPICAL_SONG_S))
+    era_of, title_of = attrs.era_code, attrs.title_code  # numbers: 0 is an unknown decade
 
     def maker_ok(row: int) -> bool:
         maker = matrix.maker[row]
         return not maker or used_makers.get(maker, 0) < MAX_PER_MAKER
 
     def diverse(row: int) -> bool:
-        era = attrs.era[row]
-        return (attrs.title_key[row] not in used_titles
+        era = int(era_of[row])
+        return (int(title_of[row]) not in used_titles
                 and (not era or used_eras.get(era, 0) < era_cap))
 
     def take(row: int) -> None:
@@ -121,8 +122,8 @@ def assemble(
         maker = matrix.maker[row]
         if maker:
             used_makers[maker] = used_makers.get(maker, 0) + 1
-        used_titles.add(attrs.title_key[row])
-        era = attrs.era[row]
+        used_titles.add(int(title_of[row]))
+        era = int(era_of[row])
         if era:
             used_eras[era] = used_eras.get(era, 0) + 1
 
@@ -181,7 +182,7 @@ def assemble(
             full_makers = [m for m, c in used_makers.items() if c >= MAX_PER_MAKER]
             if full_makers:
                 keep &= ~np.isin(np.asarray(matrix.maker)[block], full_makers)
-            eras = attrs.era[block]
+            eras = attrs.era_code[block]
             for era in (e for e, c in used_eras.items() if c >= era_cap):
                 keep &= eras != era
             for row in block[keep].tolist():

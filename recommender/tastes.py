@@ -31,9 +31,11 @@ from sqlalchemy.orm import Session
 from recommender.features import (
     TASTE_GROUPS,
     ItemMatrix,
+    item_era_codes,
     item_eras,
     item_title_keys,
     taste_attribute_table,
+    title_codes,
 )
 from recommender.store.models import PersonTaste, utcnow
 from recommender.store.prepared import Prepared
@@ -183,15 +185,34 @@ class TasteAttributes:
     """
 
     def __init__(self, ids: tuple[str, ...] | None, group: np.ndarray, weights: sp.csr_matrix,
-                 era: np.ndarray, title_key: np.ndarray, *,
-                 parent: TasteAttributes | None = None, parent_cols: np.ndarray | None = None):
+                 era_code: np.ndarray, title_code: np.ndarray, *,
+                 era: np.ndarray | None = None, title_key: np.ndarray | None = None,
+                 parent: TasteAttributes | None = None, parent_cols: np.ndarray | None = None,
+                 parent_rows: np.ndarray | None = None):
         self._ids = ids
         self.group = group
         self.weights = weights
-        self.era = era              # decade label per item ("" when unknown)
-        self.title_key = title_key  # normalised title per item, to spot near-duplicates
+        # Per item, its decade and its normalised title as numbers (equal numbers, equal
+        # labels): what the arc compares to keep a session diverse. A cut reads them from
+        # its parent's (integers: no string objects touched per request).
+        self.era_code = era_code
+        self.title_code = title_code
+        self._era = era
+        self._title_key = title_key
         self.parent = parent
         self.parent_cols = parent_cols
+        self.parent_rows = parent_rows
+
+    @cached_property
+    def era(self) -> np.ndarray:
+        """Decade label per item ("" when unknown)."""
+        return self._era if self._era is not None else self.parent.era[self.parent_rows]
+
+    @cached_property
+    def title_key(self) -> np.ndarray:
+        """Normalised title per item, to spot near-duplicates."""
+        return (self._title_key if self._title_key is not None
+                else self.parent.title_key[self.parent_rows])
 
     @cached_property
     def ids(self) -> tuple[str, ...]:
@@ -246,7 +267,9 @@ def taste_attributes(matrix: ItemMatrix, vocabulary: Vocabulary | None = None) -
         matrix.extra["taste_attributes"] = built
         return built
     ids, groups, weights = taste_attribute_table(matrix, vocabulary)
-    built = TasteAttributes(ids, groups, weights, item_eras(matrix), item_title_keys(matrix))
+    titles = item_title_keys(matrix)
+    built = TasteAttributes(ids, groups, weights, item_era_codes(matrix), title_codes(titles),
+                            era=item_eras(matrix), title_key=titles)
     matrix.extra["taste_attributes"] = built
     return built
 
@@ -277,8 +300,9 @@ def _subset_attributes(full: TasteAttributes, rows: np.ndarray) -> TasteAttribut
     column[used] = np.arange(len(used), dtype=np.int32)
     weights = sp.csr_matrix((parent.data[at], column[indices], indptr),
                             shape=(len(rows), len(used)))
-    return TasteAttributes(None, full.group[used], weights, full.era[rows],
-                           full.title_key[rows], parent=full, parent_cols=used)
+    return TasteAttributes(None, full.group[used], weights, full.era_code[rows],
+                           full.title_code[rows], parent=full, parent_cols=used,
+                           parent_rows=rows)
 
 
 def taste_features(matrix: ItemMatrix, deviation: np.ndarray) -> np.ndarray:

@@ -3,6 +3,8 @@ on-disk artefacts, candidate retrieval. (Speed itself is measured in benchmarks/
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
@@ -190,6 +192,39 @@ def test_candidates_taste_table_is_cut_from_the_catalogues(db):
                                   whole.weights[row].indices)
         assert list(cut.era) == list(item_eras(subset))
         assert list(cut.title_key) == list(item_title_keys(subset))
+        # The arc compares decades and titles by number: equal numbers, equal labels.
+        assert np.array_equal(cut.era_code, whole.era_code[rows])
+        assert np.array_equal(cut.title_code, whole.title_code[rows])
+        assert_codes_name(cut.era_code, cut.era, unknown="")
+        assert_codes_name(cut.title_code, cut.title_key)
+
+
+def assert_codes_name(codes: np.ndarray, labels: np.ndarray, unknown: str | None = None):
+    """Two items share a code exactly when they share a label (and 0 is ``unknown``)."""
+    assert len(codes) == len(labels)
+    pairs = set(zip(codes.tolist(), list(labels), strict=True))
+    assert len({c for c, _ in pairs}) == len(pairs) == len({label for _, label in pairs})
+    if unknown is not None:
+        assert all((c == 0) == (label == unknown) for c, label in pairs)
+
+
+def test_era_and_title_codes_tell_labels_apart(db):
+    """The whole catalogue's decade and title numbers (as the arc's diversity checks read
+    them) match its labels one to one, years before 10 AD and unknown years included."""
+    vocabulary = default_vocabulary()
+    matrix = build_item_matrix_from_frames(*item_frames(db), vocabulary)
+    whole = tastes.taste_attributes(matrix, vocabulary)
+    assert len(set(whole.era.tolist())) > 3 and "" in set(whole.era.tolist())
+    assert len(set(whole.title_key.tolist())) > 100
+    assert_codes_name(whole.era_code, whole.era, unknown="")
+    assert_codes_name(whole.title_code, whole.title_key)
+    records = [r for r in synthetic(40)]
+    records[0] = dataclasses.replace(records[0], year=7)       # the decade "0s"
+    records[1] = dataclasses.replace(records[1], year=None)    # unknown
+    records[2] = dataclasses.replace(records[2], year=2003)
+    small = tastes.taste_attributes(build_item_matrix(records, vocabulary), vocabulary)
+    assert list(small.era[:3]) == ["0s", "", "2000s"]
+    assert_codes_name(small.era_code, small.era, unknown="")
 
 
 def synthetic(n: int) -> list[ItemRecord]:
