@@ -178,3 +178,31 @@ def test_other_stores_take_no_lock(empty_database_url, tmp_path):
         assert met == [True], f"{url}: the second writer waited for the first"
         engine.dispose()
     assert not list(tmp_path.glob("*.lock"))
+
+
+def test_two_engines_on_one_file_take_turns(tmp_path):
+    """The lock is looked up once per store and kept: a second engine naming the same file
+    another way (and each engine's later writes) still queue behind the holder."""
+    engine = _store(tmp_path)
+    other = make_engine(f"sqlite:///{tmp_path}//./store.sqlite")
+    assert other.url.database != engine.url.database
+    for _ in range(2):  # the second round reads the kept locks
+        held, release = threading.Event(), threading.Event()
+        order: list[str] = []
+
+        def hold() -> None:
+            with make_session_factory(engine)() as db, one_writer(db):
+                held.set()
+                release.wait(10.0)
+                order.append("holder let go")
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        assert held.wait(10.0)
+        threading.Timer(0.3, release.set).start()
+        with make_session_factory(other)() as db, one_writer(db):
+            order.append("other engine in")
+        holder.join(10.0)
+        assert order == ["holder let go", "other engine in"]
+    engine.dispose()
+    other.dispose()

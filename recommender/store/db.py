@@ -106,7 +106,28 @@ class _WriterLock:
 
 
 _writer_locks: dict[Path, _WriterLock] = {}
+# Per store (dialect and database as its URL names them): its writer lock, or None when it
+# needs none. Read on every write, so the file's path is worked out once.
+_store_writer_locks: dict[tuple[str, str | None], _WriterLock | None] = {}
 _writer_locks_guard = threading.Lock()
+
+
+def _writer_lock(engine: Engine) -> _WriterLock | None:
+    key = (engine.dialect.name, engine.url.database)
+    lock = _store_writer_locks.get(key, False)
+    if lock is not False:
+        return lock
+    with _writer_locks_guard:
+        database = sqlite_file(engine)
+        if database is None:
+            lock = None
+        else:
+            path = Path(f"{database}-writer.lock")
+            lock = _writer_locks.get(path)
+            if lock is None:
+                lock = _writer_locks[path] = _WriterLock(path)
+        _store_writer_locks[key] = lock
+    return lock
 
 
 @contextmanager
@@ -123,16 +144,10 @@ def one_writer(db: Session) -> Iterator[None]:
     written holds SQLite's write lock, so it goes on without waiting here (it could
     otherwise wait for a writer that is waiting for it)."""
     engine = db.get_bind()
-    engine = getattr(engine, "engine", engine)
-    database = sqlite_file(engine)
-    if database is None or db.connection().connection.driver_connection.in_transaction:
+    lock = _writer_lock(getattr(engine, "engine", engine))
+    if lock is None or db.connection().connection.driver_connection.in_transaction:
         yield
         return
-    path = Path(f"{database}-writer.lock")
-    with _writer_locks_guard:
-        lock = _writer_locks.get(path)
-        if lock is None:
-            lock = _writer_locks[path] = _WriterLock(path)
     with lock.held():
         yield
 
