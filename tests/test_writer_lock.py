@@ -190,7 +190,7 @@ def test_two_engines_on_one_file_take_turns(tmp_path):
         held, release = threading.Event(), threading.Event()
         order: list[str] = []
 
-        def hold() -> None:
+        def hold(held=held, release=release, order=order) -> None:
             with make_session_factory(engine)() as db, one_writer(db):
                 held.set()
                 release.wait(10.0)
