@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -714,8 +715,18 @@ def request_vector(
     if request.prompt and len(matrix):
         q = query_vector(matrix.vectorizer, request.prompt)
     else:
-        q = sp.csr_matrix((1, matrix.text.shape[1]), dtype=np.float32)
-    return RequestVector(m, t, sp.csr_matrix(q), request.intensity, moods, themes)
+        q = _no_words(matrix.text.shape[1])
+    return RequestVector(m, t, q, request.intensity, moods, themes)
+
+
+@lru_cache(maxsize=8)
+def _no_words(width: int) -> sp.csr_matrix:
+    """The word row of a request without words, one per vocabulary width: shared by every
+    such request, so its arrays are read-only (building it costs 23 us, a request's)."""
+    empty = sp.csr_matrix((1, width), dtype=np.float32)
+    for array in (empty.data, empty.indices, empty.indptr):
+        array.setflags(write=False)
+    return empty
 
 
 def add_columns(total: np.ndarray, by_column: sp.csc_matrix, columns: np.ndarray,
