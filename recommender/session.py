@@ -108,15 +108,6 @@ def assemble(
     era_cap = max(MIN_PER_ERA, int(MAX_ERA_SHARE * budget / TYPICAL_SONG_S))
     era_of, title_of = attrs.era_code, attrs.title_code  # numbers: 0 is an unknown decade
 
-    def maker_ok(row: int) -> bool:
-        maker = matrix.maker[row]
-        return not maker or used_makers.get(maker, 0) < MAX_PER_MAKER
-
-    def diverse(row: int) -> bool:
-        era = int(era_of[row])
-        return (int(title_of[row]) not in used_titles
-                and (not era or used_eras.get(era, 0) < era_cap))
-
     def take(row: int) -> None:
         chosen.add(row)
         maker = matrix.maker[row]
@@ -159,6 +150,8 @@ def assemble(
 
     # 3. Songs, phase by phase, each phase preferring its own intensity.
     songs = np.flatnonzero(sad & ~matrix.is_film)
+    song_scores, song_intensity = scores[songs], matrix.intensity[songs]
+    maker_of = np.asarray(matrix.maker)
     shares = CRISIS_SHARE if crisis else PHASE_SHARE
     song_budget = remaining
     carry = 0
@@ -166,30 +159,37 @@ def assemble(
         phase_budget = int(song_budget * share) + carry
         target = _phase_target(phase, intensity)
         phase_cap = deepen_cap if phase == "deepen" else cap
-        adjusted = scores[songs] - 0.35 * np.abs(matrix.intensity[songs] - target)
-        adjusted[matrix.intensity[songs] > phase_cap] = -np.inf
+        adjusted = song_scores - 0.35 * np.abs(song_intensity - target)
+        adjusted[song_intensity > phase_cap] = -np.inf
         spent = 0
         # Walk the ranking in growing blocks; a vectorised pass first drops the rows that the
         # exact checks below would refuse anyway (too long, maker or decade already full).
         # Those limits only tighten as items are taken, so the choice is the same as walking
-        # row by row, without a Python step for every song of a large catalogue.
+        # row by row, without a Python step for every song of a large catalogue. The facts
+        # the walk checks are read for a block at once, as Python values.
         blocks = _ranked_blocks(songs, adjusted)
         phase_done = False
         for block in blocks:
             if phase_done:
                 break
-            keep = matrix.duration_s[block] <= min(phase_budget - spent, remaining)
+            durations = matrix.duration_s[block]
+            keep = durations <= min(phase_budget - spent, remaining)
+            makers = maker_of[block]
             full_makers = [m for m, c in used_makers.items() if c >= MAX_PER_MAKER]
             if full_makers:
-                keep &= ~np.isin(np.asarray(matrix.maker)[block], full_makers)
-            eras = attrs.era_code[block]
+                keep &= ~np.isin(makers, full_makers)
+            eras = era_of[block]
             for era in (e for e, c in used_eras.items() if c >= era_cap):
                 keep &= eras != era
-            for row in block[keep].tolist():
-                dur = int(matrix.duration_s[row])
+            walked = block[keep]
+            for row, dur, maker, era, title in zip(
+                    walked.tolist(), durations[keep].tolist(), makers[keep].tolist(),
+                    eras[keep].tolist(), title_of[walked].tolist(), strict=True):
                 if row in chosen or dur > phase_budget - spent or dur > remaining:
                     continue
-                if not maker_ok(row) or not diverse(row):
+                if maker and used_makers.get(maker, 0) >= MAX_PER_MAKER:
+                    continue
+                if title in used_titles or (era and used_eras.get(era, 0) >= era_cap):
                     continue
                 take(row)
                 spent += dur
