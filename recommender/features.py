@@ -734,7 +734,9 @@ def add_columns(total: np.ndarray, by_column: sp.csc_matrix, columns: np.ndarray
     """``total += by_column[:, columns] @ weights``, reading only those columns' rows."""
     for j, w in zip(columns, weights, strict=True):
         start, end = by_column.indptr[j], by_column.indptr[j + 1]
-        rows = by_column.indices[start:end]  # distinct within one column
+        # Distinct within one column. As numpy's own index type: with the table's 32-bit
+        # indices, the read and the write would each convert them (half the time).
+        rows = by_column.indices[start:end].astype(np.intp)
         total[rows] += by_column.data[start:end] * np.float32(w)
 
 

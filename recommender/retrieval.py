@@ -99,7 +99,8 @@ class RetrievalIndex:
     matrices by column (inverted indexes: the rows carrying each mood, theme and word), the
     rows of each pool the arc draws from by intensity cap (``sad_songs[c]``: the sad songs of
     intensity at most c), the intensity term of the prior for each requested intensity, and
-    a random tie-breaking spread per row."""
+    a random tie-breaking spread per row. Row numbers are kept in numpy's own index type
+    (``np.intp``): an array indexed by 32-bit row numbers converts them on every read."""
 
     moods_by_tag: sp.csc_matrix
     themes_by_tag: sp.csc_matrix
@@ -195,7 +196,7 @@ def _personal_pools(index: RetrievalIndex, prior: np.ndarray, taste: LovedAttrib
             start = int(rng.integers(0, len(carriers)))
             carriers = np.take(carriers, np.arange(start, start + LOVED_THEME_ROWS),
                                mode="wrap")
-        carrying.append((carriers, dev))
+        carrying.append((carriers.astype(np.intp), dev))  # read and written below
     if taste.makers:  # a row has one maker: the makers' rows are distinct, added at once
         made = [(index.rows_of_maker(name), dev) for name, dev in taste.makers.items()]
         carrying.append((np.concatenate([r for r, _ in made]),
@@ -228,14 +229,14 @@ def retrieval_index(matrix: ItemMatrix) -> RetrievalIndex:
         intensity = matrix.intensity
 
         def by_cap(mask: np.ndarray) -> dict[int, np.ndarray]:
-            return {c: np.flatnonzero(mask & (intensity <= c)).astype(np.int32)
+            return {c: np.flatnonzero(mask & (intensity <= c))
                     for c in INTENSITIES}
 
         def by_cap_and_length(mask: np.ndarray) -> dict[int, ByLength]:
             return {c: ByLength.of(rows, matrix.duration_s) for c, rows in by_cap(mask).items()}
 
         care = songs & matrix.aftercare
-        by_maker = np.argsort(matrix.maker, kind="stable").astype(np.int32)
+        by_maker = np.argsort(matrix.maker, kind="stable")
         n_codes = len(matrix.maker_names)
         cached = RetrievalIndex(
             moods_by_tag=sp.csc_matrix(matrix.moods), themes_by_tag=sp.csc_matrix(matrix.themes),
@@ -246,7 +247,7 @@ def retrieval_index(matrix: ItemMatrix) -> RetrievalIndex:
             pool_code=np.where(matrix.aftercare, 0, np.clip(intensity, 1, 5)
                                + np.where(matrix.is_film, FILM_CODE, 0)).astype(np.uint8),
             films=by_cap_and_length(matrix.is_film & ~matrix.aftercare),
-            all_aftercare_songs=ByLength.of(np.flatnonzero(care).astype(np.int32),
+            all_aftercare_songs=ByLength.of(np.flatnonzero(care),
                                             matrix.duration_s),
             closeness={r: (np.float32(-0.25) * np.abs(intensity - np.float32(r)))
                        .astype(np.float32) for r in INTENSITIES},
