@@ -184,14 +184,26 @@ class TasteAttributes:
     taste onto the candidates through the parent's index, with no string work per request.
     """
 
-    def __init__(self, ids: tuple[str, ...] | None, group: np.ndarray, weights: sp.csr_matrix,
-                 era_code: np.ndarray, title_code: np.ndarray, *,
+    def __init__(self, ids: tuple[str, ...] | None, group: np.ndarray,
+                 weights: sp.csr_matrix | None, era_code: np.ndarray, title_code: np.ndarray, *,
+                 entries: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+                 shape: tuple[int, int] | None = None,
                  era: np.ndarray | None = None, title_key: np.ndarray | None = None,
                  parent: TasteAttributes | None = None, parent_cols: np.ndarray | None = None,
                  parent_rows: np.ndarray | None = None):
         self._ids = ids
         self.group = group
-        self.weights = weights
+        # The table's stored entries, as a request reads them: each entry's value, its
+        # column (numpy's index type) and where each item's entries start. A cut gives
+        # them as arrays and its ``weights`` matrix is only built when asked for.
+        if weights is not None:
+            self.weights = weights
+            self.entry_data, self.indptr, self.shape = weights.data, weights.indptr, weights.shape
+        elif entries is not None and shape is not None:
+            self.entry_data, self.entry_columns, self.indptr = entries
+            self.shape = shape
+        else:
+            raise ValueError("a taste table needs its weights or its entries and shape")
         # Per item, its decade and its normalised title as numbers (equal numbers, equal
         # labels): what the arc compares to keep a session diverse. A cut reads them from
         # its parent's (integers: no string objects touched per request).
@@ -221,12 +233,22 @@ class TasteAttributes:
         return tuple(self.parent.ids[j] for j in self.parent_cols)
 
     @cached_property
+    def weights(self) -> sp.csr_matrix:
+        """Items x attributes, 1 where an item has an attribute (of a cut: built here)."""
+        return sp.csr_matrix((self.entry_data, self.entry_columns, self.indptr),
+                             shape=self.shape)
+
+    @cached_property
+    def entry_columns(self) -> np.ndarray:
+        """Each stored entry's attribute column, in numpy's index type."""
+        return self.weights.indices.astype(np.intp)
+
+    @cached_property
     def entry_cells(self) -> np.ndarray:
         """For each stored entry of ``weights``: its cell ``row * groups + group`` in an
         items x ``TASTE_GROUPS`` table (what :func:`taste_features` adds up into)."""
-        w = self.weights
-        rows = np.repeat(np.arange(w.shape[0], dtype=np.int64), np.diff(w.indptr))
-        return rows * len(TASTE_GROUPS) + self.group[w.indices]
+        rows = np.repeat(np.arange(self.shape[0], dtype=np.int64), np.diff(self.indptr))
+        return rows * len(TASTE_GROUPS) + self.group[self.entry_columns]
 
     @cached_property
     def index(self) -> dict[str, int]:
@@ -289,30 +311,31 @@ def _subset_attributes(full: TasteAttributes, rows: np.ndarray) -> TasteAttribut
     indptr = np.zeros(len(rows) + 1, dtype=parent.indptr.dtype)
     np.cumsum(lengths, out=indptr[1:])
     at = np.repeat(starts - indptr[:-1], lengths) + np.arange(indptr[-1], dtype=starts.dtype)
-    indices = parent.indices[at]
+    indices = parent.indices[at].astype(np.intp)  # read twice below
     # The attributes in use, sorted, and each one's new column: a marker over the parent's
     # attributes instead of sorting the cut's entries.
     n_parent = parent.shape[1]
     marked = np.zeros(n_parent, dtype=bool)
     marked[indices] = True
     used = np.flatnonzero(marked)
-    column = np.empty(n_parent, dtype=np.int32)
-    column[used] = np.arange(len(used), dtype=np.int32)
-    weights = sp.csr_matrix((parent.data[at], column[indices], indptr),
-                            shape=(len(rows), len(used)))
-    return TasteAttributes(None, full.group[used], weights, full.era_code[rows],
-                           full.title_code[rows], parent=full, parent_cols=used,
+    column = np.empty(n_parent, dtype=np.intp)
+    column[used] = np.arange(len(used))
+    # Kept as arrays: scipy's constructor checks cost more than the cut (its matrix is
+    # built only if someone asks for it).
+    return TasteAttributes(None, full.group[used], None, full.era_code[rows],
+                           full.title_code[rows], entries=(parent.data[at], column[indices],
+                                                           indptr),
+                           shape=(len(rows), len(used)), parent=full, parent_cols=used,
                            parent_rows=rows)
 
 
 def taste_features(matrix: ItemMatrix, deviation: np.ndarray) -> np.ndarray:
     """One row of ``TASTE_FEATURES`` per item from a per-attribute deviation vector."""
     attrs = taste_attributes(matrix)
-    weights = attrs.weights
-    n, n_groups = weights.shape[0], len(TASTE_GROUPS)
+    n, n_groups = attrs.shape[0], len(TASTE_GROUPS)
     # out[i, g] = sum of weights[i, a] * deviation[a] over the attributes a of group g.
     cell = attrs.entry_cells
-    values = weights.data * np.asarray(deviation, dtype=np.float64)[weights.indices]
+    values = attrs.entry_data * np.asarray(deviation, dtype=np.float64)[attrs.entry_columns]
     out = np.bincount(cell, weights=values, minlength=n * n_groups)
     return out.reshape(n, n_groups).astype(np.float32)
 
@@ -320,7 +343,7 @@ def taste_features(matrix: ItemMatrix, deviation: np.ndarray) -> np.ndarray:
 def posterior(matrix: ItemMatrix, stats: Stats) -> tuple[np.ndarray, np.ndarray]:
     """Per-attribute weighted reward sums and counts, aligned with ``matrix.attribute_ids``."""
     attrs = taste_attributes(matrix)
-    n_attr = attrs.weights.shape[1]
+    n_attr = attrs.shape[1]
     s = np.zeros(n_attr)
     n = np.zeros(n_attr)
     if stats:

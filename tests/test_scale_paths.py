@@ -192,6 +192,18 @@ def test_candidates_taste_table_is_cut_from_the_catalogues(db):
                                   whole.weights[row].indices)
         assert list(cut.era) == list(item_eras(subset))
         assert list(cut.title_key) == list(item_title_keys(subset))
+        # What a request reads of the cut (its entries, as arrays) is the table's own, and
+        # the taste features over it are those of the table built for the subset alone.
+        assert cut.entry_columns.dtype == np.intp
+        assert np.array_equal(cut.entry_columns, weights.indices)
+        assert np.array_equal(cut.entry_data, weights.data)
+        assert np.array_equal(cut.indptr, weights.indptr) and cut.shape == weights.shape
+        alone = tastes.TasteAttributes(ids, groups, weights, cut.era_code, cut.title_code)
+        deviation = np.random.default_rng(len(rows)).normal(size=len(ids))
+        subset.extra["taste_attributes"] = alone
+        expected_features = tastes.taste_features(subset, deviation)
+        subset.extra["taste_attributes"] = cut
+        assert np.array_equal(tastes.taste_features(subset, deviation), expected_features)
         # The arc compares decades and titles by number: equal numbers, equal labels.
         assert np.array_equal(cut.era_code, whole.era_code[rows])
         assert np.array_equal(cut.title_code, whole.title_code[rows])
