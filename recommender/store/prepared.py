@@ -39,6 +39,9 @@ class _Compiled:
     required: frozenset[str]               # parameters a run must give
     binds: Mapping[str, Callable[[Any], Any]]            # parameters a type converts
     results: tuple[Callable[[Any], Any] | None, ...]     # per column, or () if none convert
+    # An insert's columns in the driver's order, each with its converter (or None): a row
+    # of exactly these columns becomes the driver's arguments in one pass.
+    row_plan: tuple[tuple[str, Callable[[Any], Any] | None], ...] = ()
 
 
 class Prepared:
@@ -106,13 +109,13 @@ class Prepared:
                 missing = sorted(self._column_set - row.keys())
                 raise NotPreparable(f"{self!r}: a row's columns differ from the statement's "
                                     f"(extra {extra}, missing {missing})")
+        arguments = self._row_arguments if compiled.row_plan else self._arguments
         cursor = connection.connection.cursor()
         try:
             if len(rows) == 1:
-                cursor.execute(compiled.sql, self._arguments(compiled, rows[0]))
+                cursor.execute(compiled.sql, arguments(compiled, rows[0]))
             else:
-                cursor.executemany(compiled.sql,
-                                   [self._arguments(compiled, row) for row in rows])
+                cursor.executemany(compiled.sql, [arguments(compiled, row) for row in rows])
         finally:
             cursor.close()
 
@@ -143,6 +146,15 @@ class Prepared:
         if compiled.order is None:
             return values
         return tuple(values[name] for name in compiled.order)
+
+    @staticmethod
+    def _row_arguments(compiled: _Compiled, row: Mapping[str, Any]) -> tuple | dict:
+        """An insert's row (its columns already checked) as the driver's arguments."""
+        if compiled.order is not None:
+            return tuple([row[name] if process is None else process(row[name])
+                          for name, process in compiled.row_plan])
+        return {name: row[name] if process is None else process(row[name])
+                for name, process in compiled.row_plan}
 
     @staticmethod
     def _convert(results: tuple, row: Sequence) -> tuple:
@@ -197,4 +209,10 @@ class Prepared:
             if any(process is not None for process in processes):
                 results = processes
         order = tuple(compiled.positiontup) if compiled.positiontup is not None else None
-        return _Compiled(compiled.string, order, values, frozenset(required), binds, results)
+        row_plan: tuple = ()
+        if self.columns is not None and not values and required == names:
+            # Every parameter is a column a row gives (none carries a value of its own).
+            row_plan = tuple((name, binds.get(name))
+                             for name in (order if order is not None else self.columns))
+        return _Compiled(compiled.string, order, values, frozenset(required), binds, results,
+                         row_plan)
