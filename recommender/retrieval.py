@@ -284,8 +284,11 @@ def candidate_rows(
     # The tie-breaking spread, drawn once per catalogue and turned by a random offset per
     # request (as random per request as a fresh draw, for a copy's cost).
     turn = int(rng.integers(0, n))
-    prior = np.concatenate((index.tie_spread[turn:], index.tie_spread[:turn]))
-    prior += index.closeness[request.intensity]
+    # The turned spread plus each row's closeness in intensity, written in one pass.
+    closeness, spread = index.closeness[request.intensity], index.tie_spread
+    prior = np.empty(n, dtype=np.float32)
+    np.add(spread[turn:], closeness[:n - turn], out=prior[:n - turn])
+    np.add(spread[:turn], closeness[n - turn:], out=prior[n - turn:])
     match = match if match is not None else request_match(matrix, vec)
     for column in (match.mood, match.theme, match.text):
         if column is not None:
