@@ -9,6 +9,7 @@ Memory text is private: nothing here logs it.
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import random
@@ -409,15 +410,24 @@ def _weighted_choice(
     technique_uses: Counter[str],
     last: str | None,
 ) -> PromptTemplate:
-    """Pick a template, favouring techniques used less so far and not the one just used."""
+    """Pick a template, favouring techniques used less so far and not the one just used.
+
+    The draw is ``rng.choices(options, weights=..., k=1)``'s own (one ``rng.random()`` over
+    the running sums), spelled out: a session makes one per item."""
     by_technique: dict[str, float] = {}
+    cumulative: list[float] = []
+    total = 0.0
     for option in options:
-        if option.technique not in by_technique:
-            weight = 1.0 / (1 + technique_uses[option.technique]) ** 2
-            if option.technique == last:
+        technique = option.technique
+        weight = by_technique.get(technique)
+        if weight is None:
+            weight = 1.0 / (1 + technique_uses.get(technique, 0)) ** 2
+            if technique == last:
                 weight *= 0.2
-            by_technique[option.technique] = weight
-    return rng.choices(options, weights=[by_technique[o.technique] for o in options], k=1)[0]
+            by_technique[technique] = weight
+        total += weight
+        cumulative.append(total)
+    return options[bisect.bisect(cumulative, rng.random() * total, 0, len(options) - 1)]
 
 
 def pair_prompts(
@@ -467,8 +477,8 @@ def pair_prompts(
             offers_step = library.offers_step(kind, "settle", crisis=True, memory=False)
 
         if phase == "aftercare" or offers_step:
-            least = min(used_steps[s] for s in AFTERCARE_STEPS)
-            steps = [s for s in AFTERCARE_STEPS if used_steps[s] == least]
+            least = min(used_steps.get(s, 0) for s in AFTERCARE_STEPS)
+            steps = [s for s in AFTERCARE_STEPS if used_steps.get(s, 0) == least]
             step = rng.choice(steps)
             fields.update(_step_fields(step))
         else:
