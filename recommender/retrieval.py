@@ -196,7 +196,7 @@ def _personal_pools(index: RetrievalIndex, prior: np.ndarray, taste: LovedAttrib
             start = int(rng.integers(0, len(carriers)))
             carriers = np.take(carriers, np.arange(start, start + LOVED_THEME_ROWS),
                                mode="wrap")
-        carrying.append((carriers.astype(np.intp), dev))  # read and written below
+        carrying.append((carriers.astype(np.intp), dev))
     if taste.makers:  # a row has one maker: the makers' rows are distinct, added at once
         made = [(index.rows_of_maker(name), dev) for name, dev in taste.makers.items()]
         carrying.append((np.concatenate([r for r, _ in made]),
@@ -204,15 +204,22 @@ def _personal_pools(index: RetrievalIndex, prior: np.ndarray, taste: LovedAttrib
                                    [len(r) for r, _ in made])))
     if not carrying:
         return []
-    bonus = np.zeros(len(prior), dtype=np.float32)
-    carries = np.zeros(len(prior), dtype=bool)
-    for carriers, dev in carrying:
-        bonus[carriers] += dev   # distinct within one theme, and across makers
-        carries[carriers] = True
-    rows = np.flatnonzero(carries)  # sorted and distinct, without sorting ~25,000 rows
-    if not len(rows):
+    # Each carrying row once, in order, with the deviations of what it carries added up
+    # (as float32, in the order above: a stable sort keeps a row's entries in that order),
+    # without a catalogue-sized array: a row carries at most a few loved attributes.
+    carried = np.concatenate([carriers for carriers, _ in carrying])
+    if not len(carried):
         return []
-    score = prior[rows] + bonus[rows]
+    devs = np.concatenate([np.full(len(carriers), dev, dtype=np.float32)
+                           if np.ndim(dev) == 0 else dev for carriers, dev in carrying])
+    order = np.argsort(carried, kind="stable")
+    carried = carried[order]
+    first = np.empty(len(carried), dtype=bool)
+    first[0] = True
+    np.not_equal(carried[1:], carried[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    rows = carried[starts]
+    score = prior[rows] + np.add.reduceat(devs[order], starts)
     pools = []
     for ok, k in ((song_ok, PERSONAL_SONG_CANDIDATES), (film_ok, PERSONAL_FILM_CANDIDATES)):
         if ok is not None:

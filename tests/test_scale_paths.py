@@ -9,7 +9,8 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from recommender import tastes
+from recommender import retrieval, tastes
+from recommender.catalog import identity
 from recommender.catalog.importer import import_csv
 from recommender.features import (
     ItemIndex,
@@ -331,6 +332,68 @@ def test_retrieval_adds_the_songs_of_what_the_person_loved():
     assert not matrix.has_suicide_theme[crisis].any()
     assert not matrix.is_film[crisis].any()
     assert matrix.intensity[crisis].max() <= 2
+
+
+def _pools_by_catalogue_arrays(index, prior, taste, song_ok, film_ok, rng):
+    """The personal pools worked out with catalogue-sized arrays (each loved attribute's
+    deviation added onto a bonus per row): what retrieval's own must equal."""
+    carrying = []
+    for j, dev in taste.themes.items():
+        carriers = index.themes_by_tag.indices[
+            index.themes_by_tag.indptr[j]:index.themes_by_tag.indptr[j + 1]]
+        if len(carriers) > retrieval.LOVED_THEME_ROWS:
+            start = int(rng.integers(0, len(carriers)))
+            carriers = np.take(carriers, np.arange(start, start + retrieval.LOVED_THEME_ROWS),
+                               mode="wrap")
+        carrying.append((carriers, dev))
+    for name, dev in taste.makers.items():
+        carrying.append((index.rows_of_maker(name), np.float32(dev)))
+    bonus = np.zeros(len(prior), dtype=np.float32)
+    carries = np.zeros(len(prior), dtype=bool)
+    for carriers, dev in carrying:
+        bonus[carriers] += dev
+        carries[carriers] = True
+    rows = np.flatnonzero(carries)
+    score = prior[rows] + bonus[rows]
+    return [rows[retrieval._top(score, np.flatnonzero(ok(rows)), k, rng)]
+            for ok, k in ((song_ok, retrieval.PERSONAL_SONG_CANDIDATES),
+                          (film_ok, retrieval.PERSONAL_FILM_CANDIDATES))]
+
+
+def test_personal_pools_add_up_what_each_row_carries():
+    """Rows carrying several loved themes and a loved maker get each one's deviation, added
+    in the same order and precision as catalogue-sized arrays would add them."""
+    vocabulary = default_vocabulary()
+    rng = np.random.default_rng(11)
+    themes = list(vocabulary.theme_ids)
+    records = [dataclasses.replace(
+        r, tags=(*r.tags, *rng.choice(themes, size=3, replace=False).tolist()))
+        for r in synthetic(RETRIEVE_ABOVE + 3000)]
+    matrix = build_item_matrix(records, vocabulary)
+    index = retrieval_index(matrix)
+    loved = rng.choice(len(themes), size=3, replace=False).tolist()
+    makers = sorted({r.artist or r.director for r in records})[:40:3]
+    taste = LovedAttributes(
+        themes={j: float(d) for j, d in zip(loved, (0.731, 0.402, 1.113), strict=True)},
+        makers={identity.normalise_name(m): 0.3 + 0.01 * k for k, m in enumerate(makers)})
+    rows_of_theme = [set(index.themes_by_tag[:, j].indices.tolist()) for j in loved]
+    assert any(len([t for t in rows_of_theme if r in t]) == 3 for r in range(len(matrix)))
+    def song_ok(rows):
+        return ~matrix.is_film[rows] & ~matrix.aftercare[rows]
+
+    def film_ok(rows):
+        return matrix.is_film[rows]
+
+    for seed in range(4):
+        prior = np.random.default_rng(seed).random(len(matrix), dtype=np.float32)
+        ours = retrieval._personal_pools(index, prior, taste, song_ok, film_ok,
+                                         np.random.default_rng(seed))
+        expected = _pools_by_catalogue_arrays(index, prior, taste, song_ok, film_ok,
+                                              np.random.default_rng(seed))
+        assert len(ours) == len(expected) == 2
+        for got, want in zip(ours, expected, strict=True):
+            assert np.array_equal(np.sort(got), np.sort(want))
+            assert np.array_equal(got, want)
 
 
 def test_narrowing_keeps_every_item_the_person_reacted_to():
