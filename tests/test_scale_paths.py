@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
@@ -547,3 +548,23 @@ def test_candidates_features_come_from_their_carried_match_and_lazily_cut_tables
                                pair_features(matrix, other, rows=rows), atol=1e-6)
     for table in ("moods", "themes", "text"):
         assert (getattr(narrowed, table) != getattr(matrix, table)[rows]).nnz == 0
+
+
+def test_requests_without_words_share_one_read_only_word_row():
+    """A request with no free text reads the same empty word row as every other such
+    request (built once per vocabulary width); it cannot be written through, so no request
+    can change another's."""
+    vocabulary = default_vocabulary()
+    matrix = build_item_matrix(synthetic(300), vocabulary)
+    a = request_vector(SessionRequest(moods=("grief",)), matrix, vocabulary)
+    b = request_vector(SessionRequest(moods=("longing",), intensity=2), matrix, vocabulary)
+    assert a.text is b.text
+    assert a.text.nnz == 0 and a.text.shape == (1, matrix.text.shape[1])
+    for array in (a.text.data, a.text.indices, a.text.indptr):
+        assert not array.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        a.text.indptr[1] = 1
+    worded = request_vector(SessionRequest(prompt="a piece about grief"), matrix, vocabulary)
+    assert worded.text is not a.text and worded.text.nnz > 0
+    assert np.array_equal(worded.text.toarray(),
+                          matrix.vectorizer.transform(["a piece about grief"]).toarray())
