@@ -94,9 +94,10 @@ _WAL_FRAME_HEADER = 24
 
 
 def wal_log_bytes(engine: Engine) -> int | None:
-    """How much a SQLite file store's write-ahead log holds since it last started over
-    (copied back or not: a checkpoint also lets the log start over); None for other
-    stores, and when it cannot be told this instant (see :func:`_log_bytes_in`)."""
+    """How much a SQLite file store's write-ahead log holds since it last started over,
+    whether or not a checkpoint has copied it back yet (the log starts over at the first
+    write after all of it is copied back and no reader needs it). None for other stores,
+    and when it cannot be told this instant (see :func:`_log_bytes_in`)."""
     database = sqlite_file(engine)
     return None if database is None else _log_bytes_in(Path(f"{database}-shm"))
 
