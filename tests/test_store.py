@@ -104,6 +104,33 @@ def test_the_log_held_is_what_sqlite_counts(tmp_path):
     assert wal_log_bytes(make_engine("sqlite://")) is None
 
 
+def test_a_served_log_file_is_written_again_in_place(tmp_path):
+    """When the log starts over, its file keeps its size (a commit into a file regrown
+    from nothing costs more) unless it had grown past WAL_KEEP_BYTES."""
+    path = tmp_path / "store.sqlite"
+    wal = Path(f"{path}-wal")
+    engine = make_engine(f"sqlite:///{path}", checkpoint_on_commit=False)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)"))
+    _write(engine, 200)
+    grown = wal.stat().st_size
+    assert checkpoint_if_due(engine, min_bytes=1) is not None
+    for _ in range(5):
+        _write(engine, 10)
+    assert wal.stat().st_size == grown  # written over, not cut and grown again
+    assert wal_log_bytes(engine) < grown / 2  # the log started over
+    # A log that grew past the kept size is cut back to it when it starts over.
+    _write(engine, WAL_KEEP_BYTES // 3000 + 200)
+    assert wal.stat().st_size > WAL_KEEP_BYTES
+    assert checkpoint_if_due(engine, min_bytes=1) is not None
+    _write(engine, 1)
+    assert wal.stat().st_size <= WAL_KEEP_BYTES
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM notes")).scalar() == (
+            200 + 50 + WAL_KEEP_BYTES // 3000 + 200 + 1)
+    engine.dispose()
+
+
 def test_other_stores_have_no_log_to_checkpoint(empty_database_url, tmp_path):
     memory = make_engine("sqlite://")
     assert checkpoint_if_due(memory, min_bytes=0) is None
