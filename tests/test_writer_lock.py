@@ -101,13 +101,14 @@ def test_a_forked_worker_takes_the_lock_for_itself(tmp_path):
     engine.dispose()
 
 
-def test_threads_of_one_process_take_turns(tmp_path):
-    engine = _store(tmp_path)
+def _order_of_two_writers(holder_engine, second_engine, second: str) -> list[str]:
+    """A thread takes the lock through ``holder_engine`` and lets go 0.3 s after this
+    thread, through ``second_engine``, asks for it: the order in which they got through."""
     held, release = threading.Event(), threading.Event()
     order: list[str] = []
 
     def hold() -> None:
-        with make_session_factory(engine)() as db, one_writer(db):
+        with make_session_factory(holder_engine)() as db, one_writer(db):
             held.set()
             release.wait(10.0)
             order.append("holder let go")
@@ -116,9 +117,15 @@ def test_threads_of_one_process_take_turns(tmp_path):
     holder.start()
     assert held.wait(10.0)
     threading.Timer(0.3, release.set).start()
-    with make_session_factory(engine)() as db, one_writer(db):
-        order.append("second writer in")
+    with make_session_factory(second_engine)() as db, one_writer(db):
+        order.append(second)
     holder.join(10.0)
+    return order
+
+
+def test_threads_of_one_process_take_turns(tmp_path):
+    engine = _store(tmp_path)
+    order = _order_of_two_writers(engine, engine, "second writer in")
     assert order == ["holder let go", "second writer in"]
     engine.dispose()
 
@@ -187,22 +194,7 @@ def test_two_engines_on_one_file_take_turns(tmp_path):
     other = make_engine(f"sqlite:///{tmp_path}//./store.sqlite")
     assert other.url.database != engine.url.database
     for _ in range(2):  # the second round reads the kept locks
-        held, release = threading.Event(), threading.Event()
-        order: list[str] = []
-
-        def hold(held=held, release=release, order=order) -> None:
-            with make_session_factory(engine)() as db, one_writer(db):
-                held.set()
-                release.wait(10.0)
-                order.append("holder let go")
-
-        holder = threading.Thread(target=hold)
-        holder.start()
-        assert held.wait(10.0)
-        threading.Timer(0.3, release.set).start()
-        with make_session_factory(other)() as db, one_writer(db):
-            order.append("other engine in")
-        holder.join(10.0)
+        order = _order_of_two_writers(engine, other, "other engine in")
         assert order == ["holder let go", "other engine in"]
     engine.dispose()
     other.dispose()
