@@ -76,12 +76,6 @@ def sqlite_file(engine: Engine) -> Path | None:
     return Path(database)
 
 
-def wal_path(engine: Engine) -> Path | None:
-    """The write-ahead log file of a SQLite file store (None for any other store)."""
-    database = sqlite_file(engine)
-    return None if database is None else Path(f"{database}-wal")
-
-
 # The head of the WAL index (the ``-shm`` file beside a database in WAL mode), as SQLite's
 # file format documents it (https://www.sqlite.org/walformat.html, "The WAL-Index
 # Header"): two copies of a 48-byte header. Values are in the machine's own byte order
