@@ -18,13 +18,11 @@ from sqlalchemy import text
 from recommender.store.db import (
     SQLITE_MMAP_BYTES,
     WAL_CHECKPOINT_BYTES,
-    WAL_KEEP_BYTES,
     Checkpointer,
     checkpoint_if_due,
     make_engine,
     make_session_factory,
     upgrade,
-    wal_log_bytes,
 )
 from recommender.store.models import Base, CrySession
 from tests.conftest import _prepare
@@ -64,71 +62,20 @@ def test_without_checkpoint_on_commit_the_log_waits_for_checkpoint_if_due(tmp_pa
     assert usual_largest < 2 * WAL_CHECKPOINT_BYTES
 
     served = make_engine(f"sqlite:///{path}", checkpoint_on_commit=False)
-    held = []
+    sizes = []
     for _ in range(30):
         _write(served, 100)
-        held.append(wal_log_bytes(served))
-    # Nothing copied it back: the log holds all 3,000 rows, and says so.
-    assert held == sorted(held) and held[-1] > 3 * WAL_CHECKPOINT_BYTES
-    assert held[-1] <= wal.stat().st_size
-    assert checkpoint_if_due(served, min_bytes=held[-1] * 2) is None  # not due yet
+        sizes.append(wal.stat().st_size)
+    # Nothing copied it back: the log holds all 3,000 rows.
+    assert sizes == sorted(sizes) and sizes[-1] > 3 * WAL_CHECKPOINT_BYTES
+    assert checkpoint_if_due(served, min_bytes=sizes[-1] * 2) is None  # not due yet
     copied = checkpoint_if_due(served)
     assert copied is not None and copied * 4096 >= 3000 * 3000
     _write(served, 1)  # the next write starts the log over, and the file is cut back
-    assert 0 < wal_log_bytes(served) < 64 * 1024
-    assert wal.stat().st_size <= WAL_KEEP_BYTES  # to the size kept for writing in place
+    assert wal.stat().st_size < 64 * 1024
     with served.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM notes")).scalar() == 6001
     served.dispose()
-
-
-def test_the_log_held_is_what_sqlite_counts(tmp_path):
-    """wal_log_bytes reads SQLite's WAL index: it must agree with SQLite's own count of
-    the log's frames, before and after a checkpoint, and once the log starts over in a
-    file that is written again in place."""
-    path = tmp_path / "store.sqlite"
-    engine = make_engine(f"sqlite:///{path}", checkpoint_on_commit=False)
-    assert wal_log_bytes(engine) is None  # no log yet
-    with engine.begin() as conn:
-        conn.execute(text("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)"))
-    frame = 4096 + 24
-    for round_ in range(3):
-        _write(engine, 40 + round_)
-        held = wal_log_bytes(engine)
-        with engine.connect() as conn:
-            busy, in_log, copied = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
-        assert busy == 0 and copied == in_log
-        assert held == in_log * frame, (round_, held, in_log)
-        assert wal_log_bytes(engine) == held  # copied back, not yet started over
-    engine.dispose()
-    assert wal_log_bytes(make_engine("sqlite://")) is None
-
-
-def test_a_served_log_file_is_written_again_in_place(tmp_path):
-    """When the log starts over, its file keeps its size (a commit into a file regrown
-    from nothing costs more) unless it had grown past WAL_KEEP_BYTES."""
-    path = tmp_path / "store.sqlite"
-    wal = Path(f"{path}-wal")
-    engine = make_engine(f"sqlite:///{path}", checkpoint_on_commit=False)
-    with engine.begin() as conn:
-        conn.execute(text("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)"))
-    _write(engine, 200)
-    grown = wal.stat().st_size
-    assert checkpoint_if_due(engine, min_bytes=1) is not None
-    for _ in range(5):
-        _write(engine, 10)
-    assert wal.stat().st_size == grown  # written over, not cut and grown again
-    assert wal_log_bytes(engine) < grown / 2  # the log started over
-    # A log that grew past the kept size is cut back to it when it starts over.
-    _write(engine, WAL_KEEP_BYTES // 3000 + 200)
-    assert wal.stat().st_size > WAL_KEEP_BYTES
-    assert checkpoint_if_due(engine, min_bytes=1) is not None
-    _write(engine, 1)
-    assert wal.stat().st_size <= WAL_KEEP_BYTES
-    with engine.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM notes")).scalar() == (
-            200 + 50 + WAL_KEEP_BYTES // 3000 + 200 + 1)
-    engine.dispose()
 
 
 def test_other_stores_have_no_log_to_checkpoint(empty_database_url, tmp_path):
@@ -150,22 +97,19 @@ def test_a_served_sqlite_store_keeps_its_log_short_and_loses_nothing(template_db
         _prepare(f"sqlite:///{path}")
     url = f"sqlite:///{path}"
     wal = Path(f"{path}-wal")
-    engine = make_engine(url)
-    held, sizes, made = [], [], []
+    sizes, made = [], []
     with Served(url, workers=2, log_path=tmp_path / "serve.log") as server:
         people = [Client(server.url, f"logkeeper{k}") for k in range(3)]
         for n in range(240):
             made.append(people[n % 3].new_session(minutes=90)["id"])
-            held.append(wal_log_bytes(engine) or 0)
             sizes.append(wal.stat().st_size if wal.exists() else 0)
-    # The log passed the checkpoint size and was copied back and started over, more than
-    # once, without any commit checkpointing it; its file was written again in place.
-    assert max(held) >= WAL_CHECKPOINT_BYTES
-    drops = sum(1 for a, b in pairwise(held) if b < a / 2)
-    assert drops >= 2, held
-    assert max(held) < 2 * WAL_CHECKPOINT_BYTES
+    # The log passed the checkpoint size and was copied back and cut short again, more
+    # than once, without any commit checkpointing it.
+    assert max(sizes) >= WAL_CHECKPOINT_BYTES
+    drops = sum(1 for a, b in pairwise(sizes) if b < a / 2)
+    assert drops >= 2, sizes
     assert max(sizes) < 2 * WAL_CHECKPOINT_BYTES
-    assert sum(1 for a, b in pairwise(sizes) if b < a) == 0, "the log file was cut back"
+    engine = make_engine(url)
     with make_session_factory(engine)() as db:
         stored = set(db.scalars(text("SELECT id FROM cry_sessions")))
         assert set(made) <= stored
@@ -188,6 +132,7 @@ def _checkpointer_threads() -> list[threading.Thread]:
 
 def test_the_checkpointer_copies_the_log_back_on_a_thread_of_its_own(tmp_path):
     path = tmp_path / "store.sqlite"
+    wal = Path(f"{path}-wal")
     engine = make_engine(f"sqlite:///{path}", checkpoint_on_commit=False)
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)"))
@@ -197,16 +142,13 @@ def test_the_checkpointer_copies_the_log_back_on_a_thread_of_its_own(tmp_path):
     checkpointer.nudge()  # the log is short of the size: nothing to wake for
     assert checkpointer.runs == 0 and len(_checkpointer_threads()) == threads_before
     _write(engine, 200)
-    grown = wal_log_bytes(engine)
+    grown = wal.stat().st_size
     assert grown >= 256 * 1024
     checkpointer.nudge()
     assert _wait_for(lambda: checkpointer.runs == 1), "the thread never checkpointed"
     assert len(_checkpointer_threads()) == threads_before + 1
-    _write(engine, 1)  # everything was copied back: the log starts over
-    assert wal_log_bytes(engine) < grown / 4
-    checkpointer.nudge()  # short of the size again: nothing to wake for
-    time.sleep(0.2)
-    assert checkpointer.runs == 1
+    _write(engine, 1)  # everything was copied back: the log starts over, cut short
+    assert wal.stat().st_size < grown / 4
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM notes")).scalar() == 221
     engine.dispose()

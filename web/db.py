@@ -14,7 +14,7 @@ from recommender.store.db import (
     Checkpointer,
     make_engine,
     make_session_factory,
-    sqlite_file,
+    wal_path,
 )
 
 
@@ -33,7 +33,7 @@ def init_app(app: Flask) -> Store:
     store = Store(engine, make_session_factory(engine), Recommender())
     app.extensions["goodcry"] = store
     app.teardown_appcontext(_close_db)
-    if sqlite_file(engine) is not None:
+    if wal_path(engine) is not None:
         checkpointer = Checkpointer(
             engine, app.config.get("WAL_CHECKPOINT_BYTES", WAL_CHECKPOINT_BYTES))
 

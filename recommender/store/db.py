@@ -5,7 +5,6 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import struct
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,8 +29,6 @@ WAL_CHECKPOINT_BYTES = 4 * 1024 * 1024
 # copy: 86 reads a request under the benchmark's load at 100k items, 34 with the map (the
 # rest are pages still in the write-ahead log, which is always read).
 SQLITE_MMAP_BYTES = 1024 * 1024 * 1024
-# A served store's log file is kept at up to this size when it starts over.
-WAL_KEEP_BYTES = 4 * WAL_CHECKPOINT_BYTES
 
 
 def make_engine(url: str, *, checkpoint_on_commit: bool = True) -> Engine:
@@ -41,8 +38,8 @@ def make_engine(url: str, *, checkpoint_on_commit: bool = True) -> Engine:
     that fills the log past 1,000 pages no longer copies it back into the database (a
     pause of tens of milliseconds, fsync included, inside whichever request committed).
     The caller then calls :func:`checkpoint_if_due` where a pause costs nobody anything
-    (the web app does it after a response has been sent); :func:`wal_log_bytes` says
-    when one is due."""
+    (the web app does it after a response has been sent), and the log file is cut back
+    whenever it starts over, so its size tells when a checkpoint is due."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30})
 
@@ -56,10 +53,9 @@ def make_engine(url: str, *, checkpoint_on_commit: bool = True) -> Engine:
             cur.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
             if not checkpoint_on_commit:
                 cur.execute("PRAGMA wal_autocheckpoint=0")
-                # When the log starts over its file is written again in place, not cut
-                # back and grown anew (a commit into a file regrown from nothing costs
-                # about 60% more); one that grew past this size is cut back to it.
-                cur.execute(f"PRAGMA journal_size_limit={WAL_KEEP_BYTES}")
+                # The log file shrinks back when it starts over, so its size says how
+                # much is waiting to be copied.
+                cur.execute("PRAGMA journal_size_limit=0")
             cur.close()
 
         return engine
@@ -76,49 +72,10 @@ def sqlite_file(engine: Engine) -> Path | None:
     return Path(database)
 
 
-# The head of the WAL index (the ``-shm`` file beside a database in WAL mode), as SQLite's
-# file format documents it (https://www.sqlite.org/walformat.html, "The WAL-Index
-# Header"): two copies of a 48-byte header. Values are in the machine's own byte order
-# (the file is never moved between machines).
-_WAL_INDEX = struct.Struct("=IIIBBHII")  # iVersion, unused, iChange, isInit, bigEndCksum,
-#                                          szPage, mxFrame, nPage
-_WAL_INDEX_VERSION = 3007000
-_WAL_HEADER_BYTES = 48
-_WAL_FRAME_HEADER = 24
-
-
-def wal_log_bytes(engine: Engine) -> int | None:
-    """How much a SQLite file store's write-ahead log holds since it last started over,
-    whether or not a checkpoint has copied it back yet (the log starts over at the first
-    write after all of it is copied back and no reader needs it). None for other stores,
-    and when it cannot be told this instant (see :func:`_log_bytes_in`)."""
+def wal_path(engine: Engine) -> Path | None:
+    """The write-ahead log file of a SQLite file store (None for any other store)."""
     database = sqlite_file(engine)
-    return None if database is None else _log_bytes_in(Path(f"{database}-shm"))
-
-
-def _log_bytes_in(shm: Path) -> int | None:
-    """The log's committed frames (``mxFrame``) in bytes, read from the WAL index ``shm``.
-    None when there is no index, it is not set up, or it is being written this instant
-    (its two copies of the header differ): the caller looks again later. Three system
-    calls, where the log file's size says nothing (it is written again in place when the
-    log starts over)."""
-    try:
-        fd = os.open(shm, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    try:
-        head = os.pread(fd, 2 * _WAL_HEADER_BYTES, 0)
-    finally:
-        os.close(fd)
-    if len(head) < 2 * _WAL_HEADER_BYTES:
-        return None
-    if head[:_WAL_HEADER_BYTES] != head[_WAL_HEADER_BYTES:]:
-        return None
-    version, _, _, initialised, _, page, frames, _ = _WAL_INDEX.unpack_from(head)
-    if version != _WAL_INDEX_VERSION or not initialised:
-        return None
-    page_bytes = 65536 if page == 1 else page
-    return frames * (page_bytes + _WAL_FRAME_HEADER)
+    return None if database is None else Path(f"{database}-wal")
 
 
 class _WriterLock:
@@ -196,13 +153,19 @@ def one_writer(db: Session) -> Iterator[None]:
 
 
 def checkpoint_if_due(engine: Engine, min_bytes: int = WAL_CHECKPOINT_BYTES) -> int | None:
-    """Copy a SQLite store's write-ahead log back into the database when it holds at least
-    ``min_bytes`` since it last started over; returns the number of pages copied (None
-    when nothing was due). A passive checkpoint: it waits for no reader or writer, copies
-    what it can, and the log starts over at the next write once every page is back. Other
-    stores have no such log and are left alone."""
-    held = wal_log_bytes(engine)
-    if held is None or held < min_bytes:
+    """Copy a SQLite store's write-ahead log back into the database when the log file
+    holds at least ``min_bytes``; returns the number of pages copied (None when nothing
+    was due). A passive checkpoint: it waits for no reader or writer, copies what it can,
+    and the log starts over at the next write once every page is back. Other stores have
+    no such log and are left alone."""
+    wal = wal_path(engine)
+    if wal is None:
+        return None
+    try:
+        size = os.stat(wal).st_size
+    except FileNotFoundError:
+        return None
+    if size < min_bytes:
         return None
     with engine.connect() as conn:
         busy, _in_log, copied = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
@@ -222,10 +185,10 @@ class Checkpointer:
     started in the process that first nudges it, so each forked worker has its own."""
 
     def __init__(self, engine: Engine, min_bytes: int = WAL_CHECKPOINT_BYTES) -> None:
-        database = sqlite_file(engine)
-        if database is None:
+        wal = wal_path(engine)
+        if wal is None:
             raise ValueError(f"{engine.url.render_as_string()} is not a SQLite file store")
-        self.shm = Path(f"{database}-shm")
+        self.wal = wal
         self.engine = engine
         self.min_bytes = min_bytes
         self._due = threading.Event()
@@ -234,10 +197,12 @@ class Checkpointer:
         self.runs = 0   # checkpoint_if_due calls made (for tests and curiosity)
 
     def nudge(self) -> None:
-        """Wake the thread when the log has grown to a checkpoint's size (read here: a look
-        at the WAL index costs microseconds, a wake of the thread more)."""
-        held = _log_bytes_in(self.shm)
-        if held is None or held < self.min_bytes:
+        """Wake the thread when the log has grown to a checkpoint's size (the size is read
+        here: a look at the file costs microseconds, a wake of the thread more)."""
+        try:
+            if os.stat(self.wal).st_size < self.min_bytes:
+                return
+        except FileNotFoundError:
             return
         if self._pid != os.getpid():
             with self._guard:
