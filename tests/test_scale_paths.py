@@ -379,12 +379,14 @@ def test_personal_pools_add_up_what_each_row_carries():
         makers={identity.normalise_name(m): 0.3 + 0.01 * k for k, m in enumerate(makers)})
     rows_of_theme = [set(index.themes_by_tag[:, j].indices.tolist()) for j in loved]
     assert any(len([t for t in rows_of_theme if r in t]) == 3 for r in range(len(matrix)))
-    def song_ok(rows):
+    def song_ok(rows, code=None):
         return ~matrix.is_film[rows] & ~matrix.aftercare[rows]
 
-    def film_ok(rows):
+    def film_ok(rows, code=None):
         return matrix.is_film[rows]
 
+    # The first request works the carrying rows out; the later ones (other priors) read them
+    # from the index's cache, and must still add up the same.
     for seed in range(4):
         prior = np.random.default_rng(seed).random(len(matrix), dtype=np.float32)
         ours = retrieval._personal_pools(index, prior, taste, song_ok, film_ok,
@@ -395,6 +397,65 @@ def test_personal_pools_add_up_what_each_row_carries():
         for got, want in zip(ours, expected, strict=True):
             assert np.array_equal(np.sort(got), np.sort(want))
             assert np.array_equal(got, want)
+        assert len(index.carried) == 1
+    carried = retrieval._carried(index, taste, np.random.default_rng(0))
+    assert np.array_equal(carried.codes, index.pool_code[carried.rows])
+    assert not any(a.flags.writeable for a in (carried.rows, carried.devs, carried.codes))
+
+
+def test_carrying_rows_are_kept_per_catalogue_and_taste_unless_drawn():
+    """What a taste's loved themes and makers carry is worked out once per catalogue and
+    taste; a theme carried by more rows than a run holds is drawn anew each time, and a new
+    catalogue starts with nothing kept."""
+    vocabulary = default_vocabulary()
+    rng = np.random.default_rng(5)
+    records = [dataclasses.replace(r, tags=(*r.tags, str(rng.choice(vocabulary.theme_ids))))
+               for r in synthetic(RETRIEVE_ABOVE + 3000)]
+    matrix = build_item_matrix(records, vocabulary)
+    index = retrieval_index(matrix)
+    by_theme = index.themes_by_tag
+    sizes = np.diff(by_theme.indptr)
+    small, big = (int(j) for j in np.flatnonzero(sizes > 1)[:2])
+    taste = LovedAttributes(themes={small: 0.5}, makers={})
+    first = retrieval._carried(index, taste, np.random.default_rng(1))
+    assert retrieval._carried(index, taste, np.random.default_rng(2)) is first
+    assert np.array_equal(first.rows, np.sort(by_theme[:, small].indices))
+    # Another deviation is another taste: worked out again, with its own sums.
+    other = retrieval._carried(index, LovedAttributes(themes={small: 0.25}, makers={}),
+                               np.random.default_rng(1))
+    assert other is not first and np.array_equal(other.rows, first.rows)
+    assert np.all(other.devs == np.float32(0.25)) and len(index.carried) == 2
+
+    old_limit = retrieval.LOVED_THEME_ROWS
+    retrieval.LOVED_THEME_ROWS = int(sizes[big]) - 1
+    try:
+        drawn = LovedAttributes(themes={big: 0.5}, makers={})
+        runs = [retrieval._carried(index, drawn, np.random.default_rng(seed)).rows
+                for seed in range(6)]
+        assert len(index.carried) == 2   # a drawn run is not kept
+        assert all(len(run) == sizes[big] - 1 for run in runs)
+        assert len({run.tobytes() for run in runs}) > 1
+    finally:
+        retrieval.LOVED_THEME_ROWS = old_limit
+
+    rebuilt = retrieval_index(build_item_matrix(records, vocabulary))
+    assert rebuilt is not index and len(rebuilt.carried) == 0
+
+
+def test_carried_cache_keeps_the_most_recently_used_within_its_bytes():
+    rows = np.arange(100, dtype=np.intp)
+    entry = retrieval.Carried(rows, np.zeros(100, dtype=np.float32),
+                              np.zeros(100, dtype=np.uint8))
+    cache = retrieval.CarriedCache(max_bytes=2 * entry.nbytes)
+    cache.put(("a",), entry)
+    cache.put(("b",), entry)
+    assert cache.get(("a",)) is entry       # "a" is now the more recently used
+    cache.put(("c",), entry)
+    assert cache.get(("b",)) is None and cache.get(("a",)) is entry and len(cache) == 2
+    huge = retrieval.Carried(np.arange(1000, dtype=np.intp), np.zeros(1000, dtype=np.float32),
+                             np.zeros(1000, dtype=np.uint8))
+    cache.put(("huge",), huge)              # larger than the whole cache: not kept
+    assert cache.get(("huge",)) is None and len(cache) == 2
 
 
 def test_narrowing_keeps_every_item_the_person_reacted_to():
