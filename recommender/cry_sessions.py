@@ -402,7 +402,9 @@ def create_session_document(
         for memory_id, title, text, tags, people, places, when in memories
         if not screen_texts(title, text).crisis
     ]
-    chosen = [matrix.records[p.row] for p in plan.placements]
+    chosen = (matrix.records.at([p.row for p in plan.placements])
+              if isinstance(matrix.records, ItemRecords)
+              else [matrix.records[p.row] for p in plan.placements])
     slots = [
         PromptSlot(position=pos, item_id=r.id, kind=r.kind, phase=p.phase, title=r.title,
                    artist=r.artist, director=r.director, tags=r.tags)

@@ -16,6 +16,7 @@ from recommender.catalog.importer import import_csv
 from recommender.features import (
     ItemIndex,
     ItemRecord,
+    ItemRecords,
     SessionRequest,
     TextColumn,
     attribute_keys,
@@ -150,12 +151,38 @@ def test_saved_matrix_subset_keeps_records_and_arrays(db, tmp_path):
     assert small.index[matrix.records[77].id] == 2
 
 
+def test_records_read_together_equal_records_read_one_by_one(db, tmp_path):
+    """A session's chosen items read column by column (``ItemRecords.at``) are the records
+    read one at a time, from the mapped artefact and from a subset's view, in any order."""
+    vocabulary = default_vocabulary()
+    matrix = build_item_matrix_from_frames(*item_frames(db), vocabulary)
+    save_matrix(matrix, tmp_path / "m")
+    loaded = load_matrix(tmp_path / "m")
+    rows = [400, 3, 77, 3, len(matrix) - 1, 0]
+    assert loaded.records.at(rows) == [matrix.records[r] for r in rows]
+    assert loaded.records.at([]) == []
+    small = loaded.subset(np.array([400, 3, 77, 12, 5]))
+    assert small.records.at([4, 0, 2]) == [small.records[4], small.records[0], small.records[2]]
+    films = [r for r in range(len(matrix)) if matrix.records[r].kind == "film"][:3]
+    assert [r.kind for r in loaded.records.at(films)] == ["film"] * 3
+    odd = ItemRecords.from_records([
+        ItemRecord(id="a1", kind="song", title="Dvořák ∙ naïve", artist="Björk", director=None,
+                   year=None, duration_s=200, intensity=2, aftercare=True, tags=()),
+        ItemRecord(id="b2", kind="film", title="日本語", artist=None, director="Ozu",
+                   year=1953, duration_s=8000, intensity=5, aftercare=False,
+                   tags=("grief", "loss_parent"), spotify_uri="spotify:track:x")])
+    assert odd.at([1, 0]) == [odd[1], odd[0]]
+    assert odd.at([0])[0].year is None and odd.at([0])[0].spotify_uri is None
+
+
 def test_text_column_take_handles_empty_and_non_ascii():
     values = ["Dvořák", "", "naïve café", "plain", "", "日本語"]
     col = TextColumn.from_strings(values)
     assert [col[i] for i in range(len(values))] == values
     assert col.take(np.array([5, 1, 0, 2])) == ["日本語", "", "Dvořák", "naïve café"]
     assert TextColumn.from_strings(["", None]).take(np.array([1, 0])) == ["", ""]
+    assert col.strings_at(np.array([5, 1, 0, 2, 5])) == ["日本語", "", "Dvořák", "naïve café",
+                                                        "日本語"]
 
 
 def test_taste_table_matches_attribute_keys(db):
