@@ -191,7 +191,7 @@ def test_the_checkpointer_is_only_for_a_sqlite_file(empty_database_url):
         engine.dispose()
 
 
-def test_sqlite_connections_read_through_a_memory_map_and_see_each_others_writes(tmp_path):
+def test_sqlite_connections_read_by_system_call_and_see_each_others_writes(tmp_path):
     url = f"sqlite:///{tmp_path / 'mapped.sqlite'}"
     writer, reader = make_engine(url), make_engine(url)
     with writer.begin() as conn:
