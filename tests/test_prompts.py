@@ -2,7 +2,9 @@
 
 import json
 import logging
+import random
 import re
+from collections import Counter
 
 import pytest
 
@@ -16,6 +18,7 @@ from recommender.prompts import (
     PairingPrompt,
     PromptSlot,
     _fill,
+    _weighted_choice,
     load_prompt_library,
     match_memories,
     pair_prompts,
@@ -244,3 +247,20 @@ def test_offers_step_is_whether_any_candidate_names_a_step():
                         kind, phase, crisis=crisis, memory=memory))
                     seen.add(offers)
     assert seen == {True, False}
+
+
+def test_weighted_choice_draws_as_random_choices_with_the_technique_weights():
+    """The pick is ``random.choices``' own draw with each template weighted by how little
+    its technique was used (squared) and a fifth for the technique just used."""
+    options = list(load_prompt_library().candidates("song", "deepen", crisis=False,
+                                                    memory=False))
+    techniques = sorted({t.technique for t in options})
+    assert len(techniques) > 2
+    for seed in range(300):
+        state = random.Random(seed)
+        uses = Counter({t: state.randrange(3) for t in techniques})
+        last = state.choice([None, *techniques])
+        weights = [1.0 / (1 + uses[t.technique]) ** 2 * (0.2 if t.technique == last else 1.0)
+                   for t in options]
+        expected = random.Random(seed).choices(options, weights=weights, k=1)[0]
+        assert _weighted_choice(random.Random(seed), options, uses, last) is expected
