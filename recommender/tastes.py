@@ -239,6 +239,12 @@ class TasteAttributes:
                              shape=self.shape)
 
     @cached_property
+    def unit_entries(self) -> bool:
+        """Whether every stored entry is 1 (an item has an attribute or not): a cut then
+        needs no read of the parent's values, scattered over its table."""
+        return bool(np.all(self.entry_data == 1.0))
+
+    @cached_property
     def entry_columns(self) -> np.ndarray:
         """Each stored entry's attribute column, in numpy's index type."""
         return self.weights.indices.astype(np.intp)
@@ -322,9 +328,9 @@ def _subset_attributes(full: TasteAttributes, rows: np.ndarray) -> TasteAttribut
     column[used] = np.arange(len(used))
     # Kept as arrays: scipy's constructor checks cost more than the cut (its matrix is
     # built only if someone asks for it).
+    data = np.ones(len(at)) if full.unit_entries else parent.data[at]
     return TasteAttributes(None, full.group[used], None, full.era_code[rows],
-                           full.title_code[rows], entries=(parent.data[at], column[indices],
-                                                           indptr),
+                           full.title_code[rows], entries=(data, column[indices], indptr),
                            shape=(len(rows), len(used)), parent=full, parent_cols=used,
                            parent_rows=rows)
 

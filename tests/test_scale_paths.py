@@ -7,6 +7,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
@@ -238,6 +239,19 @@ def test_candidates_taste_table_is_cut_from_the_catalogues(db):
         assert np.array_equal(cut.title_code, whole.title_code[rows])
         assert_codes_name(cut.era_code, cut.era, unknown="")
         assert_codes_name(cut.title_code, cut.title_key)
+
+
+def test_a_cut_reads_the_parents_values_unless_every_entry_is_one():
+    dense = np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 1.0, 0.0]])
+    for values, unit in ((dense, True), (dense * np.array([[2.0], [1.0], [0.5]]), False)):
+        weights = sp.csr_matrix(values)
+        full = tastes.TasteAttributes(("a", "b", "c"), np.zeros(3, dtype=np.int64), weights,
+                                      np.zeros(3, dtype=np.int64), np.arange(3))
+        assert full.unit_entries is unit
+        rows = np.array([2, 0])
+        cut = tastes._subset_attributes(full, rows)
+        assert np.array_equal(cut.weights.toarray(),
+                              values[rows][:, cut.parent_cols])
 
 
 def assert_codes_name(codes: np.ndarray, labels: np.ndarray, unknown: str | None = None):
