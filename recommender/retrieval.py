@@ -269,8 +269,8 @@ def _carried(index: RetrievalIndex, taste: LovedAttributes,
     starts = np.flatnonzero(~repeat)
     rows = carried[starts]
     # Most rows carry one loved attribute: a row's first deviation, then each further one
-    # added in turn (np.add.at adds in index order: the same sums as np.add.reduceat, for
-    # a fifth of its time when nearly every run is a single entry).
+    # added in turn (np.add.at adds in index order: the same sums as np.add.reduceat, in
+    # about half its time when nearly every run is a single entry).
     sums = devs[starts]
     again = np.flatnonzero(repeat)
     np.add.at(sums, np.searchsorted(starts, again, side="right") - 1, devs[again])
