@@ -200,27 +200,27 @@ class ItemRecords(Sequence[ItemRecord]):
     def __len__(self) -> int:
         return len(self.ids)
 
+    # The columns a record is built from, in _record's order.
+    _RECORD_COLUMNS = ("is_film", "title", "artist", "director", "year", "duration_s",
+                       "intensity", "aftercare", "tags", "spotify_uri")
+
+    @staticmethod
+    def _record(item_id: bytes, is_film, title: str, artist: str, director: str, year,
+                duration_s, intensity, aftercare, tags: str, uri: str) -> ItemRecord:
+        """A record from its stored values (empty strings and year 0 stand for none)."""
+        return ItemRecord(id=item_id.decode("utf-8"), kind="film" if is_film else "song",
+                          title=title, artist=artist or None, director=director or None,
+                          year=int(year) or None, duration_s=int(duration_s),
+                          intensity=int(intensity), aftercare=bool(aftercare),
+                          tags=tuple(tags.split(";")) if tags else (), spotify_uri=uri or None)
+
     def __getitem__(self, row):  # type: ignore[override]
         if isinstance(row, slice):
             return [self[i] for i in range(*row.indices(len(self)))]
-        c = self.columns
-        item_id = self.ids[row].decode("utf-8")
+        item_id = self.ids[row]
         if self.rows is not None:
             row = int(self.rows[row])
-        tags = c["tags"][row]
-        return ItemRecord(
-            id=item_id,
-            kind="film" if c["is_film"][row] else "song",
-            title=c["title"][row],
-            artist=c["artist"][row] or None,
-            director=c["director"][row] or None,
-            year=int(c["year"][row]) or None,
-            duration_s=int(c["duration_s"][row]),
-            intensity=int(c["intensity"][row]),
-            aftercare=bool(c["aftercare"][row]),
-            tags=tuple(tags.split(";")) if tags else (),
-            spotify_uri=c["spotify_uri"][row] or None,
-        )
+        return self._record(item_id, *(self.columns[name][row] for name in self._RECORD_COLUMNS))
 
     def __iter__(self):
         for row in range(len(self)):
@@ -236,17 +236,9 @@ class ItemRecords(Sequence[ItemRecord]):
             col = self.columns[name]
             return col.strings_at(base) if isinstance(col, TextColumn) else col[base].tolist()
 
-        return [
-            ItemRecord(id=item_id.decode("utf-8"), kind="film" if is_film else "song",
-                       title=title, artist=artist or None, director=director or None,
-                       year=int(year) or None, duration_s=int(duration_s),
-                       intensity=int(intensity), aftercare=bool(aftercare),
-                       tags=tuple(tags.split(";")) if tags else (), spotify_uri=uri or None)
-            for item_id, is_film, title, artist, director, year, duration_s, intensity,
-            aftercare, tags, uri in zip(
-                self.ids[rows].tolist(), *(column(name) for name in (
-                    "is_film", "title", "artist", "director", "year", "duration_s",
-                    "intensity", "aftercare", "tags", "spotify_uri")), strict=True)]
+        return [self._record(*values) for values in zip(
+            self.ids[rows].tolist(), *(column(name) for name in self._RECORD_COLUMNS),
+            strict=True)]
 
     def take(self, rows: np.ndarray) -> ItemRecords:
         """The records at ``rows``, as a view over the same columns (nothing is copied)."""
