@@ -252,8 +252,7 @@ def _carried(index: RetrievalIndex, taste: LovedAttributes,
         carrying.append((np.concatenate([r for r, _ in made]),
                          np.repeat(np.array([d for _, d in made], dtype=np.float32),
                                    [len(r) for r, _ in made])))
-    carried = (np.concatenate([carriers for carriers, _ in carrying]) if carrying
-               else np.zeros(0, dtype=np.intp))
+    carried = np.concatenate([carriers for carriers, _ in carrying]) if carrying else []
     if not len(carried):
         return None
     # Each carrying row once, in order, with the deviations of what it carries added up

@@ -444,7 +444,7 @@ def test_personal_pools_add_up_what_each_row_carries():
     assert not any(a.flags.writeable for a in (carried.rows, carried.devs, carried.codes))
 
 
-def test_carrying_rows_are_kept_per_catalogue_and_taste_unless_drawn():
+def test_carrying_rows_are_kept_per_catalogue_and_taste_unless_drawn(monkeypatch):
     """What a taste's loved themes and makers carry is worked out once per catalogue and
     taste; a theme carried by more rows than a run holds is drawn anew each time, and a new
     catalogue starts with nothing kept."""
@@ -467,17 +467,13 @@ def test_carrying_rows_are_kept_per_catalogue_and_taste_unless_drawn():
     assert other is not first and np.array_equal(other.rows, first.rows)
     assert np.all(other.devs == np.float32(0.25)) and len(index.carried) == 2
 
-    old_limit = retrieval.LOVED_THEME_ROWS
-    retrieval.LOVED_THEME_ROWS = int(sizes[big]) - 1
-    try:
-        drawn = LovedAttributes(themes={big: 0.5}, makers={})
-        runs = [retrieval._carried(index, drawn, np.random.default_rng(seed)).rows
-                for seed in range(6)]
-        assert len(index.carried) == 2   # a drawn run is not kept
-        assert all(len(run) == sizes[big] - 1 for run in runs)
-        assert len({run.tobytes() for run in runs}) > 1
-    finally:
-        retrieval.LOVED_THEME_ROWS = old_limit
+    monkeypatch.setattr(retrieval, "LOVED_THEME_ROWS", int(sizes[big]) - 1)
+    drawn = LovedAttributes(themes={big: 0.5}, makers={})
+    runs = [retrieval._carried(index, drawn, np.random.default_rng(seed)).rows
+            for seed in range(6)]
+    assert len(index.carried) == 2   # a drawn run is not kept
+    assert all(len(run) == sizes[big] - 1 for run in runs)
+    assert len({run.tobytes() for run in runs}) > 1
 
     rebuilt = retrieval_index(build_item_matrix(records, vocabulary))
     assert rebuilt is not index and len(rebuilt.carried) == 0
