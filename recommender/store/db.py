@@ -153,6 +153,14 @@ def one_writer(db: Session) -> Iterator[None]:
         yield
 
 
+def _file_bytes(path: Path) -> int | None:
+    """The size of the file at ``path`` (None when there is none)."""
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return None
+
+
 def checkpoint_if_due(engine: Engine, min_bytes: int = WAL_CHECKPOINT_BYTES) -> int | None:
     """Copy a SQLite store's write-ahead log back into the database when the log file
     holds at least ``min_bytes``; returns the number of pages copied (None when nothing
@@ -160,13 +168,8 @@ def checkpoint_if_due(engine: Engine, min_bytes: int = WAL_CHECKPOINT_BYTES) -> 
     and the log starts over at the next write once every page is back. Other stores have
     no such log and are left alone."""
     wal = wal_path(engine)
-    if wal is None:
-        return None
-    try:
-        size = os.stat(wal).st_size
-    except FileNotFoundError:
-        return None
-    if size < min_bytes:
+    size = None if wal is None else _file_bytes(wal)
+    if size is None or size < min_bytes:
         return None
     with engine.connect() as conn:
         busy, _in_log, copied = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
@@ -200,10 +203,8 @@ class Checkpointer:
     def nudge(self) -> None:
         """Wake the thread when the log has grown to a checkpoint's size (the size is read
         here: a look at the file costs microseconds, a wake of the thread more)."""
-        try:
-            if os.stat(self.wal).st_size < self.min_bytes:
-                return
-        except FileNotFoundError:
+        size = _file_bytes(self.wal)
+        if size is None or size < self.min_bytes:
             return
         if self._pid != os.getpid():
             with self._guard:
