@@ -18,6 +18,7 @@ from recommender.features import (
     ItemIndex,
     ItemRecord,
     ItemRecords,
+    RequestMatch,
     SessionRequest,
     TextColumn,
     attribute_keys,
@@ -38,6 +39,7 @@ from recommender.retrieval import (
     candidate_rows,
     narrow_to_candidates,
     ranking_vector,
+    request_match,
     retrieval_index,
 )
 from recommender.store.catalog import catalog_generation, item_frames
@@ -646,6 +648,35 @@ def test_candidates_features_come_from_their_carried_match_and_lazily_cut_tables
                                pair_features(matrix, other, rows=rows), atol=1e-6)
     for table in ("moods", "themes", "text"):
         assert (getattr(narrowed, table) != getattr(matrix, table)[rows]).nnz == 0
+
+
+def test_moods_added_from_the_dense_table_equal_the_scattered_sums():
+    vocabulary = default_vocabulary()
+    matrix = build_item_matrix(synthetic(RETRIEVE_ABOVE + 1500), vocabulary)
+    index = retrieval_index(matrix)
+    assert index.mood_columns.dtype == np.float32 and index.mood_columns.flags.c_contiguous
+    np.testing.assert_array_equal(index.mood_columns, matrix.moods.toarray().T)
+    rng = np.random.default_rng(4)
+    vec = request_vector(SessionRequest(moods=("grief",), prompt="a piece about my father"),
+                         matrix, vocabulary)
+    n = len(matrix)
+    for k in (1, 2, 3, len(vocabulary.mood_ids)):
+        # Any weights, not only equal ones: each mood's share of the request differs.
+        moods = np.zeros(len(vocabulary.mood_ids), dtype=np.float32)
+        moods[rng.choice(len(moods), k, replace=False)] = rng.uniform(0.1, 3.0, k)
+        asked = dataclasses.replace(vec, moods=moods)
+        dense = RequestMatch.of(asked, n, index.moods_by_tag, index.themes_by_tag,
+                                index.text_by_term, mood_columns=index.mood_columns)
+        scattered = RequestMatch.of(asked, n, index.moods_by_tag, index.themes_by_tag,
+                                    index.text_by_term)
+        assert dense.mood.dtype == scattered.mood.dtype == np.float32
+        assert dense.mood.tobytes() == scattered.mood.tobytes()
+        assert (dense.mood > 0).sum() > 0
+        assert dense.text.tobytes() == scattered.text.tobytes()
+        assert (dense.theme is None) == (scattered.theme is None)
+    # Retrieval itself reads the dense table.
+    assert request_match(matrix, vec).mood.tobytes() == RequestMatch.of(
+        vec, n, index.moods_by_tag, index.themes_by_tag, index.text_by_term).mood.tobytes()
 
 
 def test_requests_without_words_share_one_read_only_word_row():
