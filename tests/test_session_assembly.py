@@ -101,3 +101,19 @@ def test_never_two_versions_of_one_title_and_no_era_dominates():
     songs = [p for p in plan.placements if p.phase != "aftercare"]
     nineties = [p for p in songs if m.records[p.row].year == 1994]
     assert len(songs) >= 8 and len(nineties) <= len(songs) / 2 + 1
+
+
+def test_ranked_blocks_walk_the_finite_rows_by_value_then_position():
+    from recommender.session import _ranked_blocks
+
+    rng = np.random.default_rng(8)
+    for n, head in ((40, 256), (600, 16), (5000, 256)):
+        # Few distinct values (many ties) and some refused rows (-inf).
+        adjusted = rng.integers(0, 7, n).astype(np.float64) / 4 - 1
+        adjusted[rng.random(n) < 0.2] = -np.inf
+        rows = rng.permutation(10 * n)[:n]
+        walked = np.concatenate(list(_ranked_blocks(rows, adjusted, head=head)))
+        finite = [i for i in range(n) if np.isfinite(adjusted[i])]
+        expected = rows[sorted(finite, key=lambda i: (-adjusted[i], i))]
+        np.testing.assert_array_equal(walked, expected)
+
