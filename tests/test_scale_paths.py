@@ -674,7 +674,7 @@ def test_moods_added_from_the_dense_table_equal_the_scattered_sums():
         assert (dense.mood > 0).sum() > 0
         assert dense.text.tobytes() == scattered.text.tobytes()
         assert (dense.theme is None) == (scattered.theme is None)
-    # Retrieval itself reads the dense table.
+    # Retrieval's own match (from the dense table) is the scattered sums too.
     assert request_match(matrix, vec).mood.tobytes() == RequestMatch.of(
         vec, n, index.moods_by_tag, index.themes_by_tag, index.text_by_term).mood.tobytes()
 

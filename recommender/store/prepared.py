@@ -39,8 +39,9 @@ def session_connection(db: Session) -> Connection:
 
     A transaction keeps one connection from its start to its end, so it is kept in the
     session's ``info`` beside the transaction it belongs to, and handed back while that
-    transaction goes on. Asking the session every time walks its transaction's state
-    machine (about 8 us), and a session's request runs some fifteen statements. A commit,
+    transaction goes on, instead of walking the session's transaction state machine for
+    each of a session request's fifteen or so statements (about 1 us each on Debian's
+    Python; callgrind put the whole saving within its 0.1M-instruction spread). A commit,
     rollback or close ends the transaction: the next call asks the session again."""
     transaction = db.get_transaction()
     if transaction is not None:
