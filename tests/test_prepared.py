@@ -13,7 +13,7 @@ from recommender import accounts, cry_sessions
 from recommender.store.catalog import _REVISION, catalog_revision
 from recommender.store.db import make_engine, make_session_factory
 from recommender.store.models import CatalogItem, CrySession, Feedback, Memory, User, new_id
-from recommender.store.prepared import NotPreparable, Prepared, session_connection
+from recommender.store.prepared import NotPreparable, Prepared
 from recommender.tastes import _STATS_TEXT_OF
 
 MEMORY_COLUMNS = ("id", "user_id", "title", "text", "tags", "people", "places", "when_text",
@@ -124,33 +124,6 @@ def test_writes_belong_to_the_sessions_transaction(db, database_url):
         with make_session_factory(engine)() as other:
             assert list(other.scalars(select(Memory.title).where(Memory.user_id == ada.id))) == [
                 "kept"]
-    finally:
-        engine.dispose()
-
-
-def test_the_kept_connection_is_the_current_transactions(db, database_url):
-    ada = _person(db)
-    first = session_connection(db)
-    assert first is db.connection() is session_connection(db)
-    cry_sessions._MEMORIES_OF.all(db, {"user": ada.id})
-    assert session_connection(db) is first
-    # Each end of a transaction: the next one's connection, not the one kept before, whether
-    # the next transaction is begun here or by the session's own next statement.
-    for end in (db.commit, db.rollback, db.close):
-        for begun_by_the_session in (False, True):
-            before = session_connection(db)
-            end()
-            if begun_by_the_session:
-                db.scalar(select(User.id).limit(1))
-            after = session_connection(db)
-            assert after is not before and not before.in_transaction()
-            assert after is db.connection() and after.in_transaction()
-    # Another session keeps its own.
-    engine = make_engine(database_url)
-    try:
-        with make_session_factory(engine)() as other:
-            assert session_connection(other) is other.connection()
-            assert session_connection(other) is not session_connection(db)
     finally:
         engine.dispose()
 

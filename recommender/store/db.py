@@ -15,8 +15,6 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from recommender.store.prepared import session_connection
-
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 log = logging.getLogger(__name__)
@@ -148,7 +146,7 @@ def one_writer(db: Session) -> Iterator[None]:
     otherwise wait for a writer that is waiting for it)."""
     engine = db.get_bind()
     lock = _writer_lock(getattr(engine, "engine", engine))
-    if lock is None or session_connection(db).connection.driver_connection.in_transaction:
+    if lock is None or db.connection().connection.driver_connection.in_transaction:
         yield
         return
     with lock.held():

@@ -22,35 +22,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, Insert
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy import Dialect, Insert
+from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement
 
 
 class NotPreparable(ValueError):
     """A statement that cannot be run as a prepared one (what is wrong is named)."""
-
-
-_CONNECTION = "goodcry.prepared.connection"
-
-
-def session_connection(db: Session) -> Connection:
-    """``db.connection()``: the connection of the session's transaction (begun if need be).
-
-    A transaction keeps one connection from its start to its end, so it is kept in the
-    session's ``info`` beside the transaction it belongs to, and handed back while that
-    transaction goes on, instead of walking the session's transaction state machine for
-    each of a session request's fifteen or so statements (about 1 us each on Debian's
-    Python; callgrind put the whole saving within its 0.1M-instruction spread). A commit,
-    rollback or close ends the transaction: the next call asks the session again."""
-    transaction = db.get_transaction()
-    if transaction is not None:
-        known: tuple[SessionTransaction, Connection] | None = db.info.get(_CONNECTION)
-        if known is not None and known[0] is transaction:
-            return known[1]
-    connection = db.connection()
-    db.info[_CONNECTION] = (db.get_transaction(), connection)
-    return connection
 
 
 @dataclass(frozen=True)
@@ -123,7 +101,7 @@ class Prepared:
             raise NotPreparable(f"{self!r} is not an insert")
         if not rows:
             return
-        connection = session_connection(db)
+        connection = db.connection()
         compiled = self._for(connection.dialect)
         for row in rows:
             if row.keys() != self._column_set:
@@ -146,7 +124,7 @@ class Prepared:
             raise NotPreparable(f"{self!r} is an insert: call insert()")
         if db.autoflush:  # as the session's own reads do, pending changes are written first
             db.flush()
-        connection = session_connection(db)
+        connection = db.connection()
         compiled = self._for(connection.dialect)
         cursor = connection.connection.cursor()
         try:
