@@ -804,11 +804,14 @@ class RequestMatch:
 
         n_moods, n_themes = float(req.moods.sum()), float(req.themes.sum())
         moods, themes = np.flatnonzero(req.moods), np.flatnonzero(req.themes)
-        mood_weights = req.moods[moods] / n_moods if n_moods else None
+        mood = None
+        if n_moods:
+            weights = req.moods[moods] / n_moods
+            mood = (added(moods_by_tag, moods, weights) if mood_columns is None
+                    else added_dense(moods, weights))
         return cls(
             req,
-            (None if not n_moods else added(moods_by_tag, moods, mood_weights)
-             if mood_columns is None else added_dense(moods, mood_weights)),
+            mood,
             added(themes_by_tag, themes, req.themes[themes] / n_themes) if n_themes else None,
             added(text_by_term, req.text.indices, req.text.data) if req.text.nnz else None)
 
