@@ -46,6 +46,11 @@ HEADER = ["kind", "title", "artist", "director", "year", "duration_s", "tags", "
           "intensity", "aftercare"]
 # Sessions each benchmark person creates and rates before the timed requests.
 HISTORY_SESSIONS = 5
+# The serial calls the ratio compares: this many turns of a block of sessions, then a block of
+# /healthz calls (see load_client).
+SERIAL_TURNS = 3
+SERIAL_SESSIONS = 60
+SERIAL_HEALTHZ = 100
 WORDS = ("rain", "letter", "river", "winter", "home", "light", "goodbye", "harbour", "silence",
          "garden", "mother", "paper", "ocean", "train", "window", "lantern", "ashes", "bridge")
 
@@ -238,9 +243,17 @@ def load_client(base: str, n_requests: int, concurrency: int, seed: int,
         elapsed = time.perf_counter() - started
         client_cpu = time.process_time() - client_before
         server_cpu = (server_cpu_s(server_pid) - cpu_before) if server_pid else float("nan")
-    # Latency alone (one request at a time), as the ratio against /healthz is meant.
-    serial = [session_call(i) for i in range(min(60, n_requests))]
-    health_serial = [health_call(i) for i in range(100)]
+    # Latency alone (one request at a time), as the ratio against /healthz is meant: a block
+    # of sessions, then a block of /healthz calls, SERIAL_TURNS times, so that a swing in the
+    # machine's speed during the run falls on both kinds alike. Each block is long enough
+    # that nearly every call in it follows a call of its own kind (a /healthz call right
+    # after a session is slower: see BENCHMARKS.md, "The order of the serial calls").
+    serial, health_serial = [], []
+    per_block = min(SERIAL_SESSIONS, n_requests)
+    for turn in range(SERIAL_TURNS):
+        serial.append([session_call((turn * per_block + i) % n_requests)
+                       for i in range(per_block)])
+        health_serial.append([health_call(i) for i in range(SERIAL_HEALTHZ)])
     return {"sessions": sessions, "health": health, "elapsed": elapsed, "serial": serial,
             "health_serial": health_serial, "server_cpu_ms": server_cpu / n_requests * 1000,
             "client_cpu_ms": client_cpu / n_requests * 1000}
@@ -304,14 +317,23 @@ def bench_size(n: int, workdir: Path, requests_n: int, concurrency: int,
 
 
 def _row(n: int, import_s: float, requests_n: int, result: dict, rss: list[int]) -> dict:
-    h50 = statistics.median(result["health_serial"]) * 1000
-    s50 = statistics.median(result["serial"]) * 1000
+    """A round's figures. The ratio is the median of every serial session over the median of
+    every serial /healthz call; ``ratio_first`` is the first turn's alone (60 sessions, then
+    100 /healthz calls: how rounds before the fourteenth measured it)."""
+    serial = [t for block in result["serial"] for t in block]
+    health = [t for block in result["health_serial"] for t in block]
+    h50, s50 = statistics.median(health) * 1000, statistics.median(serial) * 1000
+    first = (statistics.median(result["serial"][0])
+             / statistics.median(result["health_serial"][0]))
     return {
         "items": n, "import_s": import_s,
         "p50": pct(result["sessions"], 50), "p95": pct(result["sessions"], 95),
         "p99": pct(result["sessions"], 99),
-        "serial_p50": s50, "serial_p95": pct(result["serial"], 95), "healthz_p50": h50,
-        "ratio": s50 / h50, "per_s": requests_n / result["elapsed"],
+        "serial_p50": s50, "serial_p95": pct(serial, 95), "healthz_p50": h50,
+        "ratio": s50 / h50, "ratio_first": first,
+        "ratio_turns": [statistics.median(a) / statistics.median(b)
+                        for a, b in zip(result["serial"], result["health_serial"], strict=True)],
+        "per_s": requests_n / result["elapsed"],
         "rss_mib": sum(rss) / 2**20, "rss_max_mib": max(rss) / 2**20,
         "server_cpu_ms": result["server_cpu_ms"], "client_cpu_ms": result["client_cpu_ms"],
         "load": os.getloadavg()[0],
@@ -322,7 +344,7 @@ def median_row(rows: list[dict]) -> dict:
     """Each figure's median over the rounds of one size (the figures of one row need not
     come from the same round)."""
     return {key: (statistics.median(r[key] for r in rows) if key != "items" else rows[0][key])
-            for key in rows[0]}
+            for key in rows[0] if not isinstance(rows[0][key], list)}
 
 
 def import_only(n: int, workdir: Path) -> dict:
@@ -534,19 +556,21 @@ def time_parts(folder: Path, n_requests: int = 300) -> None:
 
 def print_table(rows: list[dict], rounds: list[list[dict]] | None = None) -> None:
     print("| items | import | p50 ms | p95 ms | p99 ms | serial p50 ms | serial p95 ms "
-          "| /healthz p50 ms | ratio | sessions/s | RSS MiB (sum; max worker) "
-          "| server CPU ms/session | client CPU ms/session | load |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| /healthz p50 ms | ratio | ratio, first turn | sessions/s "
+          "| RSS MiB (sum; max worker) | server CPU ms/session | client CPU ms/session | load |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for k, r in enumerate(rows):
-        p95, ratio = f"{r['p95']:.1f}", f"{r['ratio']:.1f}x"
+        p95, ratio, first = f"{r['p95']:.1f}", f"{r['ratio']:.1f}x", f"{r['ratio_first']:.1f}x"
         if rounds:
             p95s, ratios = [x["p95"] for x in rounds[k]], [x["ratio"] for x in rounds[k]]
+            firsts = [x["ratio_first"] for x in rounds[k]]
             p95 += f" ({min(p95s):.1f}-{max(p95s):.1f})"
             ratio += f" ({min(ratios):.1f}-{max(ratios):.1f})"
+            first += f" ({min(firsts):.1f}-{max(firsts):.1f})"
         print(f"| {r['items']:,} | {r['import_s']:.0f} s | {r['p50']:.1f} | {p95} "
               f"| {r['p99']:.1f} | {r['serial_p50']:.1f} | {r['serial_p95']:.1f} "
               f"| {r['healthz_p50']:.2f} "
-              f"| {ratio} | {r['per_s']:.0f} | {r['rss_mib']:.0f}; "
+              f"| {ratio} | {first} | {r['per_s']:.0f} | {r['rss_mib']:.0f}; "
               f"{r['rss_max_mib']:.0f} | {r['server_cpu_ms']:.1f} | {r['client_cpu_ms']:.1f} "
               f"| {r['load']:.1f} |")
 
@@ -596,7 +620,7 @@ def main() -> None:
         print(f"each round ({args.rounds} per size, one server per size):")
         print_table([r for rows in per_size for r in rows])
         print()
-        print(f"median of the {args.rounds} rounds, with the range of p95 and ratio:")
+        print(f"median of the {args.rounds} rounds, with the range of p95 and ratios:")
     print()
     print_table([median_row(rows) for rows in per_size],
                 [rows for rows in per_size] if args.rounds > 1 else None)
