@@ -36,12 +36,16 @@ from recommender.vocabulary import Vocabulary
 
 # Catalogues up to this size are ranked in full (the bundled one has under a thousand items).
 RETRIEVE_ABOVE = 5_000
-SONG_CANDIDATES = 300
-FILM_CANDIDATES = 30
+# Pool sizes. Half the earlier pools (300 + 200 songs, 30 + 15 films) gave sessions as good
+# in benchmarks/retrieval_quality.py (100k items, seeds 7-12: a cried-rate of 0.433 in later
+# sessions against 0.435, sessions as full) for 2-4% less CPU a session served; a third of
+# them lost on some seeds (seed 8: 0.383 against 0.429). See BENCHMARKS.md, fourteenth round.
+SONG_CANDIDATES = 150
+FILM_CANDIDATES = 20
 AFTERCARE_CANDIDATES = 20
 # On top of those: songs and films picked for the person's taste (themes and makers).
-PERSONAL_SONG_CANDIDATES = 200
-PERSONAL_FILM_CANDIDATES = 15
+PERSONAL_SONG_CANDIDATES = 100
+PERSONAL_FILM_CANDIDATES = 10
 LOVED_THEMES = 3
 LOVED_THEME_ROWS = 8_000
 LOVED_MAKERS = 20
