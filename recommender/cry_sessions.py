@@ -374,14 +374,19 @@ def create_session_document(
     """Build a cry session for ``user_id`` from ``request``, store it, and return its document
     (the contract's session document, the same a later read gives)."""
     vocabulary = rec.vocabulary
-    verdict = screen_texts(request.prompt, *_recent_journal_notes(db, user_id))
+    # What the session reads is read first, one statement after another: a statement run
+    # after the work on the catalogue finds SQLite's code and pages no longer in the CPU's
+    # caches and takes several times as long (BENCHMARKS.md, fourteenth round).
+    notes = _recent_journal_notes(db, user_id)
     matrix = rec.matrix(db)
     if not len(matrix):
         raise InvalidInput("the catalogue is empty: import one first", code="catalog_empty")
     version, ranker = rec.model(db)
+    history = _history(db, user_id, with_shown=request.exploration == "discover")
+    memories = _MEMORIES_OF.all(db, {"user": user_id})
+    verdict = screen_texts(request.prompt, *notes)
     # A large catalogue is narrowed to the candidates worth ranking (recommender/retrieval.py).
     vec = ranking_vector(request, matrix, vocabulary)
-    history = _history(db, user_id, with_shown=request.exploration == "discover")
     matrix = narrow_to_candidates(matrix, request, vocabulary, stats=history[0],
                                   crisis=verdict.crisis, seed=seed, vec=vec)
     rng = np.random.default_rng(seed)
@@ -394,7 +399,6 @@ def create_session_document(
         matrix, scores, minutes=request.minutes, intensity=request.intensity,
         include_films=request.include_films, crisis=verdict.crisis, banned_rows=banned_rows,
     )
-    memories = _MEMORIES_OF.all(db, {"user": user_id})
     # A memory whose words speak of self-harm is kept as written but never reopened by a prompt.
     cards = [
         MemoryCard(id=memory_id, title=title, text=text or "", tags=tuple(tags or ()),
