@@ -318,21 +318,19 @@ def bench_size(n: int, workdir: Path, requests_n: int, concurrency: int,
 
 def _row(n: int, import_s: float, requests_n: int, result: dict, rss: list[int]) -> dict:
     """A round's figures. The ratio is the median of every serial session over the median of
-    every serial /healthz call; ``ratio_first`` is the first turn's alone (60 sessions, then
-    100 /healthz calls: how rounds before the fourteenth measured it)."""
+    every serial /healthz call; ``ratio_turns`` gives each turn's, and ``ratio_first`` the
+    first turn's alone (how rounds before the fourteenth measured it)."""
     serial = [t for block in result["serial"] for t in block]
     health = [t for block in result["health_serial"] for t in block]
     h50, s50 = statistics.median(health) * 1000, statistics.median(serial) * 1000
-    first = (statistics.median(result["serial"][0])
-             / statistics.median(result["health_serial"][0]))
+    turns = [statistics.median(a) / statistics.median(b)
+             for a, b in zip(result["serial"], result["health_serial"], strict=True)]
     return {
         "items": n, "import_s": import_s,
         "p50": pct(result["sessions"], 50), "p95": pct(result["sessions"], 95),
         "p99": pct(result["sessions"], 99),
         "serial_p50": s50, "serial_p95": pct(serial, 95), "healthz_p50": h50,
-        "ratio": s50 / h50, "ratio_first": first,
-        "ratio_turns": [statistics.median(a) / statistics.median(b)
-                        for a, b in zip(result["serial"], result["health_serial"], strict=True)],
+        "ratio": s50 / h50, "ratio_first": turns[0], "ratio_turns": turns,
         "per_s": requests_n / result["elapsed"],
         "rss_mib": sum(rss) / 2**20, "rss_max_mib": max(rss) / 2**20,
         "server_cpu_ms": result["server_cpu_ms"], "client_cpu_ms": result["client_cpu_ms"],
