@@ -154,9 +154,26 @@ def test_what_cannot_be_prepared_or_run_is_named(db):
     extra = {**_memory_row(ada.id, "x", datetime.now(UTC)), "mood": "grief"}
     with pytest.raises(NotPreparable, match=r"extra \['mood'\]"):
         Prepared(insert(Memory.__table__), columns=MEMORY_COLUMNS).insert(db, [extra])
+    # An insert carrying its values as parameters runs like a query, but the same rule holds.
+    values_no_id = Prepared(insert(Memory.__table__).values(
+        {name: bindparam(name) for name in MEMORY_COLUMNS[1:]}).returning(Memory.title))
+    with pytest.raises(NotPreparable, match=r"columns \['id'\] take their values from Python-side"):
+        values_no_id.first(db, {k: v for k, v in _memory_row(ada.id, "x", datetime.now(UTC))
+                                .items() if k != "id"})
     with pytest.raises(NotPreparable, match="only an insert"):
         Prepared(select(Memory.id), columns=("id",))
     with pytest.raises(NotPreparable, match="call insert"):
         cry_sessions._INSERT_SESSION.all(db, {})
     db.rollback()
     assert db.scalar(select(Memory.id).where(Memory.user_id == ada.id)) is None
+
+
+def test_an_insert_with_its_values_as_parameters_returns_what_it_stored(db):
+    ada = _person(db)
+    row = _memory_row(ada.id, "the pier at dusk", datetime.now(UTC))
+    stored = Prepared(insert(Memory.__table__).values(
+        {name: bindparam(name) for name in MEMORY_COLUMNS}).returning(Memory.title, Memory.tags))
+    assert stored.first(db, {**row, "tags": ["sea", "summer"]}) == (
+        "the pier at dusk", ["sea", "summer"])  # the JSON column's value, converted back
+    db.commit()
+    assert db.get(Memory, row["id"]).tags == ["sea", "summer"]

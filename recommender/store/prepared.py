@@ -11,8 +11,10 @@ rollback covers it; like the session's own reads, a read first writes the sessio
 changes (unless autoflush is off).
 
 Only what such a statement can say plainly is accepted: no lists expanded at run time, no
-values rendered into the text, and an insert names every column it fills (a column default
-computed in Python would not run here; the database's own defaults do).
+values rendered into the text, and an insert names every column it fills, either as the
+``columns`` its rows carry (run with :meth:`Prepared.insert`) or as parameters in its own
+values (an upsert that returns what it stored, run like a query); a column default computed
+in Python would not run here (the database's own defaults do).
 """
 
 from __future__ import annotations
@@ -47,11 +49,13 @@ class _Compiled:
 class Prepared:
     """A Core statement compiled once per database kind and run on the driver's cursor.
 
-    ``columns`` names the columns an insert fills (every row must carry exactly these).
+    ``columns`` names the columns an insert of rows fills (every row must carry exactly
+    these). An insert without them carries its values as parameters and is run like a query
+    (an upsert with ``RETURNING``).
     """
 
     def __init__(self, statement: ClauseElement, *, columns: Sequence[str] | None = None):
-        if isinstance(statement, Insert) != (columns is not None):
+        if columns is not None and not isinstance(statement, Insert):
             raise NotPreparable("an insert names its columns, and only an insert does")
         self.statement = statement
         self.columns = tuple(columns) if columns is not None else None
@@ -180,6 +184,11 @@ class Prepared:
             # Compiled as for many rows: nothing is fetched back (no RETURNING of new keys).
             compiled = self.statement.compile(dialect=dialect, column_keys=list(self.columns),
                                               for_executemany=True)
+        prefetched = [column.name for column in (*compiled.insert_prefetch,
+                                                 *compiled.update_prefetch)]
+        if prefetched:
+            raise NotPreparable(f"{self!r}: the columns {prefetched} take their values from "
+                                "Python-side column defaults, which do not run here")
         if compiled.post_compile_params or compiled.literal_execute_params:
             raise NotPreparable(f"{self!r} expands or renders values at run time")
         if compiled.escaped_bind_names:
@@ -204,8 +213,11 @@ class Prepared:
                 values[name] = bind.value if process is None else process(bind.value)
         results: tuple = ()
         if self.columns is None:
+            # A query's columns, or what an upsert returns.
+            columns = (self.statement.exported_columns if isinstance(self.statement, Insert)
+                       else self.statement.selected_columns)
             processes = tuple(column.type.dialect_impl(dialect).result_processor(dialect, None)
-                              for column in self.statement.selected_columns)
+                              for column in columns)
             if any(process is not None for process in processes):
                 results = processes
         order = tuple(compiled.positiontup) if compiled.positiontup is not None else None
