@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from recommender.store.models import User
+from recommender.store.models import RateLimitCounter, User
 from tests.conftest import PASSWORD, ApiUser, assert_error
 
 GOODCRY = str(Path(sys.executable).with_name("goodcry"))
@@ -202,6 +202,35 @@ def test_api_calls_are_limited_per_token(database_url, monkeypatch):
         assert_error(refused, 429, "rate_limited")
         assert int(refused.headers["Retry-After"]) > 0
         assert bob.get("/api/v1/memories").status_code == 200  # bob counts apart
+    finally:
+        app.extensions["goodcry"].engine.dispose()
+
+
+def test_one_count_for_the_whole_api_and_each_answer_counts_down_from_its_own_hit(
+        database_url, monkeypatch):
+    """Calls to different parts of the API count against one limit per token (the README's
+    "600 a minute per token"; each blueprint used to count apart). Each answer's headers
+    count down with it, and a call whose view fails still counts."""
+    from web import ratelimit
+
+    monkeypatch.setattr(ratelimit, "API_LIMIT", "4 per minute")
+    app = make_app(database_url)
+    try:
+        client = app.test_client()
+        alice = ApiUser(client, "alice")
+        answers = [alice.get("/api/v1/memories"), alice.get("/api/v1/sessions/nonexistent"),
+                   alice.get("/api/v1/memories"), alice.get("/api/v1/sessions/nonexistent")]
+        assert [a.status_code for a in answers] == [200, 404, 200, 404]
+        assert [a.headers["X-RateLimit-Remaining"] for a in answers] == ["3", "2", "1", "0"]
+        assert {a.headers["X-RateLimit-Limit"] for a in answers} == {"4"}
+        with app.app_context():
+            stored = app.extensions["goodcry"].session_factory().execute(
+                select(RateLimitCounter.hits, RateLimitCounter.expires_at)
+                .where(RateLimitCounter.key.like("%/api/%"))).all()
+        assert [hits for hits, _ in stored] == [4]
+        # Flask-Limiter gives the second after the window's end.
+        assert {int(a.headers["X-RateLimit-Reset"]) for a in answers} == {int(stored[0][1]) + 1}
+        assert_error(alice.get("/api/v1/memories"), 429, "rate_limited")
     finally:
         app.extensions["goodcry"].engine.dispose()
 

@@ -140,9 +140,12 @@ def init_app(app: Flask, engine: Engine) -> Limiter:
     )
     # The limit decorators hold the limiter weakly: the app keeps it alive.
     app.extensions["goodcry_rate_limiter"] = limiter
+    # One count per caller for the whole API (a limit per blueprint would count each part of
+    # it apart: 600 a minute for sessions, 600 more for memories...).
+    api_limit = limiter.shared_limit(API_LIMIT, scope="api")
     for name in app.blueprints:
         if name not in UNLIMITED_BLUEPRINTS:
-            limiter.limit(API_LIMIT)(app.blueprints[name])
+            api_limit(app.blueprints[name])
     for endpoints, limit, what in ((SIGN_IN_ENDPOINTS, SIGN_IN_LIMIT, "sign-in attempts"),
                                    (SIGN_UP_ENDPOINTS, SIGN_UP_LIMIT, "sign-ups")):
         for endpoint in endpoints:
