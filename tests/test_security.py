@@ -8,10 +8,11 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from recommender.store.models import RateLimitCounter, User
 from tests.conftest import PASSWORD, ApiUser, assert_error
@@ -231,6 +232,33 @@ def test_one_count_for_the_whole_api_and_each_answer_counts_down_from_its_own_hi
         # Flask-Limiter gives the second after the window's end.
         assert {int(a.headers["X-RateLimit-Reset"]) for a in answers} == {int(stored[0][1]) + 1}
         assert_error(alice.get("/api/v1/memories"), 429, "rate_limited")
+    finally:
+        app.extensions["goodcry"].engine.dispose()
+
+
+def test_a_closed_window_starts_afresh_and_the_storage_works_outside_a_request(database_url,
+                                                                                monkeypatch):
+    from web import ratelimit
+
+    monkeypatch.setattr(ratelimit, "API_LIMIT", "2 per minute")
+    app = make_app(database_url)
+    try:
+        client = app.test_client()
+        alice = ApiUser(client, "alice")
+        assert [alice.get("/api/v1/memories").status_code for _ in range(3)] == [200, 200, 429]
+        store = app.extensions["goodcry"]
+        with store.session_factory() as db:  # the window closes (a minute passes)
+            db.execute(update(RateLimitCounter)
+                       .where(RateLimitCounter.key.like("%/api/%"))
+                       .values(expires_at=RateLimitCounter.expires_at - 120))
+            db.commit()
+        fresh = alice.get("/api/v1/memories")
+        assert fresh.status_code == 200 and fresh.headers["X-RateLimit-Remaining"] == "1"
+        # The limiter's storage, asked outside any request (as Flask-Limiter's own tools do).
+        storage = app.extensions["goodcry_rate_limiter"].storage
+        assert storage.incr("outside", 60) == 1 and storage.incr("outside", 60) == 2
+        assert storage.get("outside") == 2 and storage.get_expiry("outside") > time.time()
+        assert storage.get("never counted") == 0
     finally:
         app.extensions["goodcry"].engine.dispose()
 
