@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import Float, Integer, bindparam, cast, insert, select
 
 from recommender import accounts, cry_sessions
 from recommender.store.catalog import _REVISION, catalog_revision
@@ -177,3 +177,12 @@ def test_an_insert_with_its_values_as_parameters_returns_what_it_stored(db):
         "the pier at dusk", ["sea", "summer"])  # the JSON column's value, converted back
     db.commit()
     assert db.get(Memory, row["id"]).tags == ["sea", "summer"]
+
+
+def test_numbers_come_back_as_numbers_on_every_database(db):
+    """PostgreSQL's result processor for a float needs the driver's type code for the
+    column, which only a run gives (the rate limiter's counters read one back)."""
+    half = Prepared(select(cast(bindparam("x", type_=Float), Float).label("x"),
+                           cast(bindparam("n", type_=Integer), Integer).label("n")))
+    assert half.first(db, {"x": 2.5, "n": 7}) == (2.5, 7)
+    assert half.first(db, {"x": 0.25, "n": 0}) == (0.25, 0)  # the second run, as made

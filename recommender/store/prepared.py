@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import Dialect, Insert
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement
+from sqlalchemy.types import TypeEngine
 
 
 class NotPreparable(ValueError):
@@ -40,7 +41,11 @@ class _Compiled:
     values: Mapping[str, Any]              # values the statement carries (converted)
     required: frozenset[str]               # parameters a run must give
     binds: Mapping[str, Callable[[Any], Any]]            # parameters a type converts
-    results: tuple[Callable[[Any], Any] | None, ...]     # per column, or () if none convert
+    # What a run returns: each column's type as the dialect reads it, and the dialect. Some
+    # result processors need the driver's own type code for the column (PostgreSQL's
+    # numbers), so they are made at the first run, from the cursor's description.
+    result_types: tuple[TypeEngine, ...]
+    dialect: Dialect
     # An insert's columns in the driver's order, each with its converter (or None): a row
     # of exactly these columns becomes the driver's arguments in one pass.
     row_plan: tuple[tuple[str, Callable[[Any], Any] | None], ...] = ()
@@ -61,6 +66,8 @@ class Prepared:
         self.columns = tuple(columns) if columns is not None else None
         self._column_set = frozenset(self.columns or ())
         self._compiled: dict[tuple, _Compiled] = {}
+        # Per compiled statement: its result processors (or () if none convert).
+        self._results: dict[int, tuple[Callable[[Any], Any] | None, ...]] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -73,10 +80,11 @@ class Prepared:
         compiled, cursor = self._run(db, params)
         try:
             rows = cursor.fetchall()
+            results = self._results_of(compiled, cursor)
         finally:
             cursor.close()
-        if compiled.results:
-            return [self._convert(compiled.results, row) for row in rows]
+        if results:
+            return [self._convert(results, row) for row in rows]
         return [tuple(row) for row in rows]
 
     def first(self, db: Session, params: Mapping[str, Any] | None = None) -> tuple | None:
@@ -84,11 +92,12 @@ class Prepared:
         compiled, cursor = self._run(db, params)
         try:
             row = cursor.fetchone()
+            results = self._results_of(compiled, cursor) if row is not None else ()
         finally:
             cursor.close()
         if row is None:
             return None
-        return self._convert(compiled.results, row) if compiled.results else tuple(row)
+        return self._convert(results, row) if results else tuple(row)
 
     def scalar(self, db: Session, params: Mapping[str, Any] | None = None) -> Any:
         """The first row's first value (None when there is no row)."""
@@ -160,6 +169,17 @@ class Prepared:
         return {name: row[name] if process is None else process(row[name])
                 for name, process in compiled.row_plan}
 
+    def _results_of(self, compiled: _Compiled, cursor) -> tuple:
+        """The statement's result processors, made at its first run (see ``_Compiled``)."""
+        results = self._results.get(id(compiled))
+        if results is None:
+            processes = tuple(
+                kind.result_processor(compiled.dialect, column[1])
+                for kind, column in zip(compiled.result_types, cursor.description, strict=True))
+            results = processes if any(p is not None for p in processes) else ()
+            self._results[id(compiled)] = results
+        return results
+
     @staticmethod
     def _convert(results: tuple, row: Sequence) -> tuple:
         return tuple(value if process is None else process(value)
@@ -211,20 +231,17 @@ class Prepared:
                 required.add(name)
             else:
                 values[name] = bind.value if process is None else process(bind.value)
-        results: tuple = ()
+        result_types: tuple = ()
         if self.columns is None:
             # A query's columns, or what an upsert returns.
             columns = (self.statement.exported_columns if isinstance(self.statement, Insert)
                        else self.statement.selected_columns)
-            processes = tuple(column.type.dialect_impl(dialect).result_processor(dialect, None)
-                              for column in columns)
-            if any(process is not None for process in processes):
-                results = processes
+            result_types = tuple(column.type.dialect_impl(dialect) for column in columns)
         order = tuple(compiled.positiontup) if compiled.positiontup is not None else None
         row_plan: tuple = ()
         if self.columns is not None and not values and required == names:
             # Every parameter is a column a row gives (none carries a value of its own).
             row_plan = tuple((name, binds.get(name))
                              for name in (order if order is not None else self.columns))
-        return _Compiled(compiled.string, order, values, frozenset(required), binds, results,
-                         row_plan)
+        return _Compiled(compiled.string, order, values, frozenset(required), binds,
+                         result_types, dialect, row_plan)
