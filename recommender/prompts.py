@@ -10,19 +10,23 @@ Memory text is private: nothing here logs it.
 from __future__ import annotations
 
 import bisect
+import hashlib
 import json
 import logging
 import random
 import re
 import string
+import threading
+import weakref
 from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
+from cachetools import LRUCache
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.preprocessing import normalize
 
 from recommender.care import AFTERCARE_STEPS
 from recommender.paths import DATA_DIR
@@ -240,14 +244,6 @@ def _weighted(concepts: set[str], vocabulary: Vocabulary) -> dict[str, float]:
     return vector
 
 
-def _cosine(a: dict[str, float], b: dict[str, float]) -> float:
-    if not a or not b:
-        return 0.0
-    dot = sum(weight * b.get(key, 0.0) for key, weight in a.items())
-    norm = (sum(w * w for w in a.values()) * sum(w * w for w in b.values())) ** 0.5
-    return dot / norm if norm else 0.0
-
-
 def _slot_concepts(slot: PromptSlot, vocabulary: Vocabulary) -> set[str]:
     return _concepts_of_tags(slot.tags, vocabulary)
 
@@ -285,34 +281,184 @@ def _slot_document(slot: PromptSlot, vocabulary: Vocabulary) -> str:
     return " ".join(p for p in parts if p)
 
 
-def _memory_document(memory: MemoryCard, vocabulary: Vocabulary) -> str:
-    concepts = _memory_concepts(memory, vocabulary)
-    return " ".join([_memory_words(memory), *_describe_tags(concepts, vocabulary)])
+# --------------------------------------------------------------------------------------------
+# What the matching needs of each memory and slot, worked out once per worker.
+# --------------------------------------------------------------------------------------------
+#
+# Per document the matching needs its concepts (read through the vocabulary) and its term
+# counts for the two TF-IDF analyzers (words and word pairs; character 3-5-grams). Worked out
+# for every session, they made a session for a person with 25 memories take 27 ms of CPU
+# instead of 4 (in-process, 100k items; BENCHMARKS.md, fifteenth round). They are kept per
+# worker, keyed by the document's content, so a memory or an item is analysed once until
+# it changes; each session then only weighs the terms across its own documents (the IDF).
+#
+# A document's terms are those TfidfVectorizer's own analyzers give (words and word pairs
+# without English stop words; character 3-5-grams within words), each kept as its hash
+# (Python's, which is the same for the whole life of a worker, where the kept analyses
+# live), so a memory's entry holds no text; two of a session's few thousand terms share a
+# 64-bit hash about once in a trillion sessions. A memory's entry is keyed by a digest of
+# its words.
+_ANALYZERS = (
+    TfidfVectorizer(analyzer="word", ngram_range=(1, 2), stop_words="english",
+                    token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z']+\b").build_analyzer(),
+    TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5)).build_analyzer(),
+)
+# Kept per vocabulary, memories and items together, least recently used first out: about
+# 3.5 KB a document, so some 4,500 documents.
+ANALYSED_CACHE_BYTES = 16 * 1024 * 1024
 
 
-def _tfidf_similarity(left: list[str], right: list[str]) -> np.ndarray:
-    """Cosine similarity of every left document to every right one, words and char n-grams."""
-    corpus = left + right
+@dataclass(frozen=True)
+class _Analysed:
+    """What the matching needs of one memory or slot."""
+
+    concepts: frozenset[str]
+    vector: dict[str, float]  # the concepts, weighted (see _weighted)
+    # Per analyzer: the document's term hashes (sorted, int64) and their counts (uint32).
+    terms: tuple[tuple[np.ndarray, np.ndarray], ...]
+
+    @property
+    def nbytes(self) -> int:
+        """Roughly what the entry holds: its arrays, and a little for the rest."""
+        return 512 + sum(columns.nbytes + counts.nbytes for columns, counts in self.terms)
+
+
+class _AnalysedCache:
+    def __init__(self, max_bytes: int = ANALYSED_CACHE_BYTES):
+        self._lock = threading.Lock()
+        self._cache: LRUCache = LRUCache(max_bytes, getsizeof=lambda value: value.nbytes)
+
+    def get_many(self, keys: list) -> list[_Analysed | None]:
+        with self._lock:
+            return [self._cache.get(key) for key in keys]
+
+    def put(self, key, value: _Analysed) -> None:
+        with self._lock:
+            if value.nbytes <= self._cache.maxsize:
+                self._cache[key] = value
+
+
+_analysed_by_vocabulary: weakref.WeakKeyDictionary[Vocabulary, _AnalysedCache] = (
+    weakref.WeakKeyDictionary())
+_analysed_guard = threading.Lock()
+
+
+def _analysed_cache(vocabulary: Vocabulary) -> _AnalysedCache:
+    cache = _analysed_by_vocabulary.get(vocabulary)
+    if cache is None:
+        with _analysed_guard:
+            cache = _analysed_by_vocabulary.setdefault(vocabulary, _AnalysedCache())
+    return cache
+
+
+def _memory_key(memory: MemoryCard) -> tuple:
+    words = json.dumps([memory.title, memory.text, memory.tags, memory.people, memory.places,
+                        memory.when])
+    return ("memory", hashlib.sha256(words.encode()).digest())
+
+
+def _slot_key(slot: PromptSlot) -> tuple:
+    return ("slot", slot.title, slot.artist, slot.director, slot.tags)
+
+
+def _analyse(documents: list[str], concepts: list[set[str]], vocabulary: Vocabulary
+             ) -> list[_Analysed]:
+    analysed = []
+    for document, row_concepts in zip(documents, concepts, strict=True):
+        terms = []
+        for analyze in _ANALYZERS:
+            hashes = np.fromiter(map(hash, analyze(document)), dtype=np.int64)
+            columns, counts = np.unique(hashes, return_counts=True)
+            terms.append((columns, counts.astype(np.uint32)))
+        analysed.append(_Analysed(frozenset(row_concepts), _weighted(row_concepts, vocabulary),
+                                  tuple(terms)))
+    return analysed
+
+
+def _analysed(keys: list, make: list, vocabulary: Vocabulary) -> list[_Analysed]:
+    """The analysis of each document (``make[i]()`` gives document i's text and concepts
+    when it is not kept yet)."""
+    cache = _analysed_cache(vocabulary)
+    found = cache.get_many(keys)
+    missing = [i for i, value in enumerate(found) if value is None]
+    if missing:
+        made = [make[i]() for i in missing]
+        fresh = _analyse([text for text, _ in made], [concepts for _, concepts in made],
+                         vocabulary)
+        for i, value in zip(missing, fresh, strict=True):
+            found[i] = value
+            cache.put(keys[i], value)
+    return found
+
+
+def _slots_analysed(slots: list[PromptSlot], vocabulary: Vocabulary) -> list[_Analysed]:
+    return _analysed([_slot_key(s) for s in slots],
+                     [lambda s=s: (_slot_document(s, vocabulary), _slot_concepts(s, vocabulary))
+                      for s in slots], vocabulary)
+
+
+def _memories_analysed(memories: list[MemoryCard], vocabulary: Vocabulary) -> list[_Analysed]:
+    def make(memory: MemoryCard):
+        concepts = _memory_concepts(memory, vocabulary)
+        return " ".join([_memory_words(memory), *_describe_tags(concepts, vocabulary)]), concepts
+
+    return _analysed([_memory_key(m) for m in memories],
+                     [lambda m=m: make(m) for m in memories], vocabulary)
+
+
+def _tfidf_similarity(left: list[_Analysed], right: list[_Analysed]) -> np.ndarray:
+    """Cosine similarity of every left document to every right one, words and char n-grams:
+    per analyzer, the documents' counts weighed as a TfidfVectorizer fitted on these
+    documents alone weighs them (``sublinear_tf``, smoothed IDF, rows scaled to length 1),
+    then the two similarities averaged. Worked out here from the kept counts: scikit-learn's
+    TfidfTransformer and normalize took 0.6 ms a call on a session's 40 documents, for
+    checks and a diagonal matrix the size of the vocabulary (tests/test_prompts.py holds
+    the two to the same numbers)."""
+    documents = left + right
+    n = len(documents)
     blocks = []
-    for vectorizer in (
-        TfidfVectorizer(
-            analyzer="word",
-            ngram_range=(1, 2),
-            stop_words="english",
-            sublinear_tf=True,
-            token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z']+\b",
-        ),
-        TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True),
-    ):
-        try:
-            matrix = vectorizer.fit_transform(corpus)
-        except ValueError:  # nothing but stop words
+    for k in range(len(_ANALYZERS)):
+        lengths = np.array([len(doc.terms[k][0]) for doc in documents])
+        if not lengths.any():  # nothing but stop words
             continue
-        matrix = normalize(matrix)
-        blocks.append((matrix[: len(left)] @ matrix[len(left) :].T).toarray())
+        columns = np.concatenate([doc.terms[k][0] for doc in documents])
+        counts = np.concatenate([doc.terms[k][1] for doc in documents]).astype(np.float64)
+        # The session's own terms, numbered compactly; a document lists a term once, so a
+        # term's entries are its document frequency.
+        used, compact, frequency = np.unique(columns, return_inverse=True, return_counts=True)
+        weights = (1.0 + np.log(counts)) * (np.log((1 + n) / (1 + frequency)) + 1.0)[compact]
+        row = np.repeat(np.arange(n), lengths)
+        norms = np.sqrt(np.bincount(row, weights=weights * weights, minlength=n))
+        weights /= norms[row]
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(lengths, out=indptr[1:])
+        split = indptr[len(left)]
+        shape = len(used)
+        left_rows = sp.csr_matrix((weights[:split], compact[:split], indptr[:len(left) + 1]),
+                                  shape=(len(left), shape))
+        right_rows = sp.csr_matrix((weights[split:], compact[split:],
+                                    indptr[len(left):] - split), shape=(len(right), shape))
+        blocks.append((left_rows @ right_rows.T).toarray())
     if not blocks:
         return np.zeros((len(left), len(right)))
     return np.mean(blocks, axis=0)
+
+
+def _concept_matrix(vectors: list[dict[str, float]], index: dict[str, int]) -> np.ndarray:
+    matrix = np.zeros((len(vectors), len(index)))
+    for row, vector in enumerate(vectors):
+        for concept, weight in vector.items():
+            matrix[row, index[concept]] = weight
+    return matrix
+
+
+def _cosines(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """The cosine of every row of ``left`` with every row of ``right`` (0 where either row
+    is all zeros)."""
+    norms = np.sqrt((left * left).sum(axis=1))[:, np.newaxis] * np.sqrt(
+        (right * right).sum(axis=1))[np.newaxis, :]
+    dots = left @ right.T
+    return np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)
 
 
 def memory_scores(
@@ -325,18 +471,24 @@ def memory_scores(
     if not slots or not memories:
         return np.zeros((len(slots), len(memories)))
     vocabulary = vocabulary or default_vocabulary()
-    slot_docs = [_slot_document(s, vocabulary) for s in slots]
-    memory_docs = [_memory_document(m, vocabulary) for m in memories]
-    tfidf = _tfidf_similarity(slot_docs, memory_docs)
-    slot_vectors = [_weighted(_slot_concepts(s, vocabulary), vocabulary) for s in slots]
-    memory_vectors = [_weighted(_memory_concepts(m, vocabulary), vocabulary) for m in memories]
-    bridge = np.array([[_cosine(sv, mv) for mv in memory_vectors] for sv in slot_vectors])
+    slot_facts = _slots_analysed(slots, vocabulary)
+    memory_facts = _memories_analysed(memories, vocabulary)
+    tfidf = _tfidf_similarity(slot_facts, memory_facts)
+    request_vector: dict[str, float] = {}
+    if request_text:
+        moods, themes = vocabulary.infer_tags(request_text)
+        request_vector = _weighted(set(moods) | set(themes), vocabulary)
+    index: dict[str, int] = {}
+    for vector in [*(f.vector for f in slot_facts), *(f.vector for f in memory_facts),
+                   request_vector]:
+        for concept in vector:
+            index.setdefault(concept, len(index))
+    memory_matrix = _concept_matrix([f.vector for f in memory_facts], index)
+    bridge = _cosines(_concept_matrix([f.vector for f in slot_facts], index), memory_matrix)
     scores = BRIDGE_WEIGHT * bridge + TFIDF_WEIGHT * tfidf
     if request_text:
         # What the person asked for today nudges the memories it speaks of (never alone).
-        moods, themes = vocabulary.infer_tags(request_text)
-        request_vector = _weighted(set(moods) | set(themes), vocabulary)
-        nudge = np.array([_cosine(request_vector, mv) for mv in memory_vectors])
+        nudge = _cosines(_concept_matrix([request_vector], index), memory_matrix)[0]
         scores = scores + 0.1 * nudge[np.newaxis, :] * (scores > 0)
     return np.clip(scores, 0.0, 1.0)
 

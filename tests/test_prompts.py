@@ -6,8 +6,12 @@ import random
 import re
 from collections import Counter
 
+import numpy as np
 import pytest
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.preprocessing import normalize
 
+from recommender import prompts
 from recommender.care import AFTERCARE_STEPS
 from recommender.prompts import (
     KINDS,
@@ -21,8 +25,10 @@ from recommender.prompts import (
     _weighted_choice,
     load_prompt_library,
     match_memories,
+    memory_scores,
     pair_prompts,
 )
+from recommender.vocabulary import default_vocabulary
 
 CARE_TECHNIQUES = {
     "tie_to_life",
@@ -264,3 +270,63 @@ def test_weighted_choice_draws_as_random_choices_with_the_technique_weights():
                    for t in options]
         expected = random.Random(seed).choices(options, weights=weights, k=1)[0]
         assert _weighted_choice(random.Random(seed), options, uses, last) is expected
+
+
+# --- what the matching keeps per worker ---------------------------------------------------
+
+GRAN = MemoryCard("gran", "Sundays at Gran's", "Grandma baking before the dementia came.", (),
+                  ("Grandma",), ("her kitchen",), None)
+STOP_WORDS_ONLY = MemoryCard("the", "the", "and the of", (), (), (), None)
+
+
+def _fitted_similarity(left: list[str], right: list[str]) -> np.ndarray:
+    """The matching's TF-IDF similarity as scikit-learn computes it: a TfidfVectorizer per
+    analyzer fitted on the session's documents, rows normalised, the two averaged."""
+    blocks = []
+    for vectorizer in (
+        TfidfVectorizer(analyzer="word", ngram_range=(1, 2), stop_words="english",
+                        sublinear_tf=True, token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z']+\b"),
+        TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True),
+    ):
+        try:
+            matrix = normalize(vectorizer.fit_transform(left + right))
+        except ValueError:  # nothing but stop words
+            continue
+        blocks.append((matrix[:len(left)] @ matrix[len(left):].T).toarray())
+    return np.mean(blocks, axis=0) if blocks else np.zeros((len(left), len(right)))
+
+
+@pytest.mark.parametrize("memories", [[DAD, CONCERT, GRAN], [DAD], [STOP_WORDS_ONLY],
+                                      [STOP_WORDS_ONLY, GRAN]])
+def test_tfidf_similarity_is_scikit_learns_on_the_session_documents(memories):
+    vocabulary = default_vocabulary()
+    slots = [*eight_slots(tags=("grief", "loss_parent")),
+             slot(9, title="Still Alice", kind="film", tags=("ageing_memory_loss",)),
+             slot(10, title="the", tags=())]
+    left = [prompts._slot_document(s, vocabulary) for s in slots]
+    right = [" ".join([prompts._memory_words(m),
+                       *prompts._describe_tags(prompts._memory_concepts(m, vocabulary),
+                                               vocabulary)]) for m in memories]
+    ours = prompts._tfidf_similarity(prompts._slots_analysed(slots, vocabulary),
+                                     prompts._memories_analysed(memories, vocabulary))
+    np.testing.assert_allclose(ours, _fitted_similarity(left, right), rtol=0, atol=1e-12)
+    assert ours.shape == (len(slots), len(memories))
+
+
+def test_a_changed_memory_is_analysed_again_and_the_kept_analyses_hold_no_text():
+    vocabulary = default_vocabulary()
+    song = slot(0, "deepen", title="Dance with My Father", tags=("grief", "loss_parent"))
+    quiet = MemoryCard("m", "Zanzibarquokka evenings", "nothing much happened", (), (), (), None)
+    before = memory_scores([song], [quiet], vocabulary=vocabulary)
+    # The same memory, rewritten: its kept analysis must not answer for the new words.
+    rewritten = MemoryCard("m", "Dad's fishing trips", DAD.text, (), ("Dad",), (), None)
+    after = memory_scores([song], [rewritten], vocabulary=vocabulary)
+    prompts._analysed_by_vocabulary.clear()
+    assert np.array_equal(after, memory_scores([song], [rewritten], vocabulary=vocabulary))
+    assert after[0, 0] > before[0, 0] + 0.2
+    # Nothing kept spells the memory's words: keys are digests, entries ids and numbers.
+    memory_scores([song], [quiet], vocabulary=vocabulary)
+    kept = prompts._analysed_cache(vocabulary)._cache
+    text = repr(list(kept.keys())) + repr(list(kept.values()))
+    assert "uokka" not in text.lower() and "nothing much" not in text
+    assert any(key[0] == "memory" and isinstance(key[1], bytes) for key in kept)
