@@ -10,9 +10,14 @@ Nothing here logs, stores or returns the person's words: a verdict carries rule 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+import threading
 import unicodedata
 from dataclasses import dataclass
+
+from cachetools import LRUCache
 
 __all__ = [
     "AFTERCARE_STEPS",
@@ -21,6 +26,7 @@ __all__ = [
     "CareVerdict",
     "care_document",
     "normalise_for_screen",
+    "screen_memory",
     "screen_texts",
 ]
 
@@ -637,6 +643,26 @@ def screen_texts(*texts: str | None) -> CareVerdict:
             if name not in reasons:
                 reasons.append(name)
     return CareVerdict(crisis=bool(reasons), reasons=tuple(reasons))
+
+
+# A person's memories are screened on every session that could reopen one, and their words
+# rarely change: each worker keeps the verdicts, by a digest of the words (an entry holds
+# the verdict's rule names, never the words). 25 memories took 5 ms of a session's CPU.
+SCREENED_MEMORIES_KEPT = 8192
+_screened: LRUCache = LRUCache(SCREENED_MEMORIES_KEPT)
+_screened_lock = threading.Lock()
+
+
+def screen_memory(title: str | None, text: str | None) -> CareVerdict:
+    """:func:`screen_texts` of a memory's title and text, kept per worker."""
+    key = hashlib.sha256(json.dumps([title, text]).encode()).digest()
+    with _screened_lock:
+        verdict = _screened.get(key)
+    if verdict is None:
+        verdict = screen_texts(title, text)
+        with _screened_lock:
+            _screened[key] = verdict
+    return verdict
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from recommender import learning, tastes
-from recommender.care import care_document, screen_texts
+from recommender.care import care_document, screen_memory, screen_texts
 from recommender.errors import InvalidInput, NotFound
 from recommender.features import (
     CONTENT_FEATURES,
@@ -404,7 +404,7 @@ def create_session_document(
         MemoryCard(id=memory_id, title=title, text=text or "", tags=tuple(tags or ()),
                    people=tuple(people or ()), places=tuple(places or ()), when=when)
         for memory_id, title, text, tags, people, places, when in memories
-        if not screen_texts(title, text).crisis
+        if not screen_memory(title, text).crisis
     ]
     chosen = (matrix.records.at([p.row for p in plan.placements])
               if isinstance(matrix.records, ItemRecords)

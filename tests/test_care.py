@@ -9,6 +9,7 @@ from recommender.care import (
     CareVerdict,
     care_document,
     normalise_for_screen,
+    screen_memory,
     screen_texts,
 )
 
@@ -124,3 +125,16 @@ def test_aftercare_steps_cover_the_care_guidance():
     joined = " ".join(AFTERCARE_STEPS).lower()
     for needle in ("water", "enjoy", "upbeat", "friend", "quiet", "hug"):
         assert needle in joined
+
+
+def test_a_memorys_screen_is_kept_by_a_digest_and_equals_screening_its_words():
+    from recommender import care
+
+    pairs = [("Zanzibar nights", "the night I wanted to end my life"),
+             ("Zanzibar mornings", "tea on the balcony"), ("Zanzibar", None)]
+    for title, text in pairs * 2:
+        assert screen_memory(title, text) == screen_texts(title, text)
+    with care._screened_lock:
+        kept = list(care._screened.items())
+    assert all(isinstance(key, bytes) for key, _ in kept)
+    assert "zanzibar" not in repr(kept).lower() and "balcony" not in repr(kept)

@@ -65,6 +65,22 @@ def test_a_memory_with_risk_words_gets_care_and_is_never_reopened(alice):
     assert all(i["prompt"]["memory_id"] != body["id"] for i in doc["items"])
 
 
+def test_a_memory_rewritten_with_risk_words_is_not_reopened_by_the_next_session(alice):
+    """Each worker keeps a memory's screen and analysis by its words: rewritten, it is
+    screened again (and pairs again) before any later session can name it."""
+    mid = alice.post("/api/v1/memories", json=DAD).get_json()["id"]
+    ask = {"moods": ["grief"], "prompt": "I miss my dad", "minutes": 45}
+    assert any(i["prompt"]["memory_id"] == mid for i in alice.new_session(**ask)["items"])
+    changed = alice.patch(f"/api/v1/memories/{mid}", json={
+        "text": "Early mornings on the lake with Dad. Since he died I want to end my life"})
+    assert changed.status_code == 200 and changed.get_json()["care"]["crisis"] is True
+    for _ in range(3):
+        assert all(i["prompt"]["memory_id"] != mid for i in alice.new_session(**ask)["items"])
+    # Rewritten back to safe words, it is named again.
+    assert alice.patch(f"/api/v1/memories/{mid}", json={"text": DAD["text"]}).status_code == 200
+    assert any(i["prompt"]["memory_id"] == mid for i in alice.new_session(**ask)["items"])
+
+
 @pytest.mark.parametrize("body", [
     {"moods": ["hope"], "minutes": 5},
     {"moods": ["heartbreak", "regret"], "minutes": 33, "intensity": 5},
