@@ -163,9 +163,51 @@ class Loopback:
         return answer.status, payload
 
 
+# What a benchmark person writes down when asked for memories (``--memories``): a few
+# sentences each, about the people, places and losses sessions pair them with.
+MEMORY_PEOPLE = ("Dad", "Mum", "Nan", "Grandad", "my sister", "Sam", "Alex", "Rosa",
+                 "my best friend", "Biscuit, our old dog")
+MEMORY_PLACES = ("the lake", "the seaside", "her kitchen", "the hospital", "the old house",
+                 "Lisbon", "the allotment", "the school gates", "the train station")
+MEMORY_SCENES = (
+    "{who} teaching me to ride a bike at {where}, holding the saddle long after I could "
+    "balance. I still hear the gravel.",
+    "The last phone call with {who}. I was in a hurry and said I would call back on Sunday.",
+    "Sunday dinners at {where} with {who}, the radio on and the windows steamed up.",
+    "The day we moved out of {where}. {who} stood in the empty hallway and cried.",
+    "Walking {who} home from the hospital, slowly, the summer before everything changed.",
+    "The breakup. {who} packed the records and left the key on the table at {where}.",
+    "Fishing with {who} at {where} before dawn; we never caught much and never minded.",
+    "{who}'s funeral. Everyone sang, and I could not get a word out.",
+    "Our first flat at {where}: no furniture, a mattress, and {who} laughing at my cooking.",
+    "Reading letters from {who} that I found in a shoebox at {where}, years later.",
+    "Graduation day. {who} was not there, and I kept looking at the door.",
+    "The night {who} told me about the diagnosis, at {where}, very calmly.",
+)
+MEMORY_TAGS = ("grief", "family", "father", "mother", "breakup", "loneliness", "nostalgia",
+               "friendship", "loss", "home", "childhood", "illness")
+MEMORY_WHEN = (None, "summer 2019", "1998", "when I was nine", "last winter", "every August")
+
+
+def benchmark_memories(rng: random.Random, n: int) -> list[dict]:
+    """``n`` memories in the contract's shape, varied by ``rng``."""
+    made = []
+    for _ in range(n):
+        who, where = rng.choice(MEMORY_PEOPLE), rng.choice(MEMORY_PLACES)
+        scenes = rng.sample(MEMORY_SCENES, rng.randint(1, 3))
+        made.append({
+            "title": f"{who.split(',')[0]} at {where}",
+            "text": " ".join(scene.format(who=who, where=where) for scene in scenes),
+            "tags": rng.sample(MEMORY_TAGS, rng.randint(0, 3)), "people": [who],
+            "places": [where], **({"when": when} if (when := rng.choice(MEMORY_WHEN)) else {}),
+        })
+    return made
+
+
 def load_client(base: str, n_requests: int, concurrency: int, seed: int,
-                server_pid: int | None = None) -> dict:
-    """Runs in its own process: register people, then time sessions and /healthz.
+                server_pid: int | None = None, memories: int = 0) -> dict:
+    """Runs in its own process: register people (each with ``memories`` memories), then
+    time sessions and /healthz.
 
     With ``server_pid``, also the CPU time the server's workers and this client spent on the
     concurrent sessions (what a session costs, whatever else the machine is doing)."""
@@ -177,6 +219,10 @@ def load_client(base: str, n_requests: int, concurrency: int, seed: int,
             "username": f"bench{seed}x{i}", "password": "a long benchmark passphrase"})
         answer.raise_for_status()
         tokens.append(answer.json()["token"])
+        # Their own generator: the timed requests stay the same with or without memories.
+        for memory in benchmark_memories(random.Random(f"{seed}-{i}"), memories):
+            requests.post(f"{base}/api/v1/memories", json=memory, timeout=30, headers={
+                "Authorization": f"Bearer {tokens[-1]}"}).raise_for_status()
     bodies = [{"moods": rng.sample(moods, rng.randint(1, 2)), "minutes": rng.choice((30, 45, 90,
                150)), "intensity": rng.randint(1, 5),
                "prompt": rng.choice([None, "missing my grandmother", "the end of a long love"])}
@@ -287,7 +333,7 @@ def fresh_store(n: int, workdir: Path) -> tuple[Path, dict, Path]:
 
 
 def bench_size(n: int, workdir: Path, requests_n: int, concurrency: int,
-               threads: int = 1, rounds: int = 1) -> list[dict]:
+               threads: int = 1, rounds: int = 1, memories: int = 0) -> list[dict]:
     """One row per round: the catalogue is imported and served once, then the load client
     runs ``rounds`` times (new people each round), so the spread between rounds shows how
     much of a difference is the machine's own noise."""
@@ -306,9 +352,9 @@ def bench_size(n: int, workdir: Path, requests_n: int, concurrency: int,
         for round_ in range(rounds):
             with ProcessPoolExecutor(1) as client:
                 result = client.submit(load_client, base, requests_n, concurrency,
-                                       n * 100 + round_, proc.pid).result()
+                                       n * 100 + round_, proc.pid, memories).result()
             rss = worker_rss(proc)
-            rows.append(_row(n, import_s, requests_n, result, rss))
+            rows.append({**_row(n, import_s, requests_n, result, rss), "memories": memories})
             print(json.dumps(rows[-1]), flush=True)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -583,6 +629,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1,
                         help="runs of the load client per size (one import, one server); "
                              "the table gives each figure's median and the p95's range")
+    parser.add_argument("--memories", type=int, default=0,
+                        help="memories each benchmark person writes down before the timed "
+                             "sessions (sessions pair them with the items)")
     parser.add_argument("--rank-only", action="store_true")
     parser.add_argument("--import-only", action="store_true",
                         help="time `goodcry catalog import` alone (wall, CPU, load)")
@@ -612,7 +661,7 @@ def main() -> None:
     per_size = []
     for n in (int(s) for s in args.sizes.split(",")):
         per_size.append(bench_size(n, workdir, args.requests, args.concurrency, args.threads,
-                                   args.rounds))
+                                   args.rounds, args.memories))
     if args.rounds > 1:
         print()
         print(f"each round ({args.rounds} per size, one server per size):")
@@ -620,6 +669,8 @@ def main() -> None:
         print()
         print(f"median of the {args.rounds} rounds, with the range of p95 and ratios:")
     print()
+    if args.memories:
+        print(f"each benchmark person has {args.memories} memories")
     print_table([median_row(rows) for rows in per_size],
                 [rows for rows in per_size] if args.rounds > 1 else None)
     print(f"load average after: {os.getloadavg()[0]:.1f}")
