@@ -54,3 +54,26 @@ def test_the_table_gives_both_ratios_with_their_ranges(capsys):
     columns = [c.strip() for c in header.strip("|").split("|")]
     assert cells[columns.index("ratio")] == "4.0x (3.0-5.0)"
     assert cells[columns.index("ratio, first turn")] == "4.5x (3.0-6.0)"
+
+
+def test_benchmark_memories_are_the_contracts_and_pair_with_items(client):
+    """``--memories``: what each benchmark person writes down is accepted by the API as it
+    is, differs from memory to memory, comes out the same from the same generator, and
+    gets named by a session's prompts (so the benchmark times the pairing's work)."""
+    import random
+
+    made = scale.benchmark_memories(random.Random("7-0"), 10)
+    assert made == scale.benchmark_memories(random.Random("7-0"), 10)
+    assert len({m["text"] for m in made}) == 10
+    token = client.post("/api/v1/auth/register", json={
+        "username": "benchperson", "password": "a long benchmark passphrase"}).get_json()["token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    ids = {client.post("/api/v1/memories", json=m, headers=headers).get_json()["id"]
+           for m in made}
+    assert len(ids) == 10
+    named = set()
+    for minutes in (45, 90, 150):
+        doc = client.post("/api/v1/sessions", headers=headers, json={
+            "moods": ["grief"], "prompt": "missing my dad", "minutes": minutes}).get_json()
+        named |= {i["prompt"]["memory_id"] for i in doc["items"]} - {None}
+    assert named and named <= ids
