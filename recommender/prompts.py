@@ -312,8 +312,7 @@ ANALYSED_CACHE_BYTES = 16 * 1024 * 1024
 class _Analysed:
     """What the matching needs of one memory or slot."""
 
-    concepts: frozenset[str]
-    vector: dict[str, float]  # the concepts, weighted (see _weighted)
+    vector: dict[str, float]  # its concepts, weighted (see _weighted)
     # Per analyzer: the document's term hashes (sorted, int64) and their counts (uint32).
     terms: tuple[tuple[np.ndarray, np.ndarray], ...]
 
@@ -370,8 +369,7 @@ def _analyse(documents: list[str], concepts: list[set[str]], vocabulary: Vocabul
             hashes = np.fromiter(map(hash, analyze(document)), dtype=np.int64)
             columns, counts = np.unique(hashes, return_counts=True)
             terms.append((columns, counts.astype(np.uint32)))
-        analysed.append(_Analysed(frozenset(row_concepts), _weighted(row_concepts, vocabulary),
-                                  tuple(terms)))
+        analysed.append(_Analysed(_weighted(row_concepts, vocabulary), tuple(terms)))
     return analysed
 
 
