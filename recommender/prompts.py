@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-from cachetools import LRUCache
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from recommender.care import AFTERCARE_STEPS
+from recommender.kept import KeptByBytes
 from recommender.paths import DATA_DIR
 from recommender.vocabulary import THEME_MOODS, Vocabulary, default_vocabulary
 
@@ -322,31 +322,17 @@ class _Analysed:
         return 512 + sum(columns.nbytes + counts.nbytes for columns, counts in self.terms)
 
 
-class _AnalysedCache:
-    def __init__(self, max_bytes: int = ANALYSED_CACHE_BYTES):
-        self._lock = threading.Lock()
-        self._cache: LRUCache = LRUCache(max_bytes, getsizeof=lambda value: value.nbytes)
-
-    def get_many(self, keys: list) -> list[_Analysed | None]:
-        with self._lock:
-            return [self._cache.get(key) for key in keys]
-
-    def put(self, key, value: _Analysed) -> None:
-        with self._lock:
-            if value.nbytes <= self._cache.maxsize:
-                self._cache[key] = value
-
-
-_analysed_by_vocabulary: weakref.WeakKeyDictionary[Vocabulary, _AnalysedCache] = (
+_analysed_by_vocabulary: weakref.WeakKeyDictionary[Vocabulary, KeptByBytes] = (
     weakref.WeakKeyDictionary())
 _analysed_guard = threading.Lock()
 
 
-def _analysed_cache(vocabulary: Vocabulary) -> _AnalysedCache:
+def _analysed_cache(vocabulary: Vocabulary) -> KeptByBytes:
     cache = _analysed_by_vocabulary.get(vocabulary)
     if cache is None:
         with _analysed_guard:
-            cache = _analysed_by_vocabulary.setdefault(vocabulary, _AnalysedCache())
+            cache = _analysed_by_vocabulary.setdefault(vocabulary,
+                                                       KeptByBytes(ANALYSED_CACHE_BYTES))
     return cache
 
 

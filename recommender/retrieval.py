@@ -14,13 +14,11 @@ Everything after this step (features, the ranker, the arc) runs on the candidate
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
-from cachetools import LRUCache
 
 from recommender.features import (
     ItemIndex,
@@ -30,6 +28,7 @@ from recommender.features import (
     SessionRequest,
     request_vector,
 )
+from recommender.kept import KeptByBytes
 from recommender.session import FILM_MARGIN_S
 from recommender.tastes import Stats, liked_attributes, remembered
 from recommender.vocabulary import Vocabulary
@@ -118,25 +117,12 @@ class Carried:
         return self.rows.nbytes + self.devs.nbytes + self.codes.nbytes
 
 
-class CarriedCache:
+class CarriedCache(KeptByBytes):
     """:class:`Carried` by taste, least recently used first out past ``max_bytes``; one per
     :class:`RetrievalIndex`, so a new catalogue starts with none. Safe across threads."""
 
     def __init__(self, max_bytes: int = CARRIED_CACHE_BYTES):
-        self._lock = threading.Lock()
-        self._cache: LRUCache = LRUCache(max_bytes, getsizeof=lambda value: value.nbytes)
-
-    def get(self, key: tuple) -> Carried | None:
-        with self._lock:
-            return self._cache.get(key)
-
-    def put(self, key: tuple, value: Carried) -> None:
-        with self._lock:
-            if value.nbytes <= self._cache.maxsize:
-                self._cache[key] = value
-
-    def __len__(self) -> int:
-        return len(self._cache)
+        super().__init__(max_bytes)
 
 
 @dataclass(frozen=True)
