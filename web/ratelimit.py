@@ -29,9 +29,9 @@ from limits.storage import Storage
 from sqlalchemy import Engine, Float, bindparam, case, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from recommender.store.db import one_writer
+from recommender.store.db import make_session_factory, one_writer
 from recommender.store.models import RateLimitCounter
 from recommender.store.prepared import Prepared
 from web.db import get_db
@@ -90,7 +90,7 @@ class DatabaseStorage(Storage):
         self._hit = _HIT.get(engine.dialect.name)
         if self._hit is None:
             raise ValueError(f"no rate-limit counters for {engine.dialect.name} databases")
-        self._sessions = sessionmaker(engine)
+        self._sessions = make_session_factory(engine)
         super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
 
     @property
@@ -115,16 +115,12 @@ class DatabaseStorage(Storage):
         now = time.time()
         params = {"key": self._key(key), "amount": amount, "expires": now + expiry,
                   "now": now}
-        with self._session() as db:
-            try:
-                with one_writer(db):
-                    hits, expires_at = self._hit.first(db, params)
-                    if random.random() < 0.001:  # now and then, forget windows long closed
-                        db.execute(delete(_COUNTERS).where(_COUNTERS.c.expires_at < now - 3600))
-                    db.commit()
-            except BaseException:
-                db.rollback()
-                raise
+        # On a failure the session is rolled back when it closes (the request's at teardown).
+        with self._session() as db, one_writer(db):
+            hits, expires_at = self._hit.first(db, params)
+            if random.random() < 0.001:  # now and then, forget windows long closed
+                db.execute(delete(_COUNTERS).where(_COUNTERS.c.expires_at < now - 3600))
+            db.commit()
         if has_request_context():
             g.setdefault("rate_limit_counters", {})[key] = (int(hits), float(expires_at))
         return int(hits)
