@@ -303,6 +303,8 @@ _ANALYZERS = (
                     token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z']+\b").build_analyzer(),
     TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5)).build_analyzer(),
 )
+_NO_TERMS = np.zeros(0, dtype=np.int64)
+_NO_COUNTS = np.zeros(0, dtype=np.uint32)
 # Kept per vocabulary, memories and items together, least recently used first out: about
 # 3.5 KB a document, so some 4,500 documents.
 ANALYSED_CACHE_BYTES = 16 * 1024 * 1024
@@ -346,20 +348,58 @@ def _slot_key(slot: PromptSlot) -> tuple:
     return ("slot", slot.title, slot.artist, slot.director, slot.tags)
 
 
-def _analyse(documents: list[str], concepts: list[set[str]], vocabulary: Vocabulary
-             ) -> list[_Analysed]:
+def _terms(words: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Term hashes, sorted and each once, and their counts."""
+    columns, counts = np.unique(np.fromiter(map(hash, words), dtype=np.int64),
+                                return_counts=True)
+    return columns, counts.astype(np.uint32)
+
+
+# Words of the catalogue's public text (titles, names, tag descriptions) kept with their
+# character n-grams: an item's document shares most of its words with others (a theme's
+# keywords come with every item of the theme), and the analyzer took two thirds of the time
+# an item's analysis took. Memories' words are never kept here.
+PUBLIC_WORDS_KEPT = 50_000
+
+
+@lru_cache(maxsize=PUBLIC_WORDS_KEPT)
+def _public_word_ngrams(word: str) -> tuple[np.ndarray, np.ndarray]:
+    return _terms(_ANALYZERS[1](word))
+
+
+def _char_terms_by_word(document: str) -> tuple[np.ndarray, np.ndarray]:
+    """The character n-gram terms of a document of public words, as the char_wb analyzer
+    gives them for the whole (it takes n-grams within each word, so a document's counts are
+    its words' counts added up)."""
+    parts = [_public_word_ngrams(word) for word in document.split()]
+    if len(parts) < 2:
+        return parts[0] if parts else (_NO_TERMS, _NO_COUNTS)
+    columns = np.concatenate([columns for columns, _ in parts])
+    order = np.argsort(columns, kind="stable")
+    ordered = columns[order]
+    first = np.empty(len(columns), dtype=bool)
+    first[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    counts = np.concatenate([counts for _, counts in parts])[order]
+    return ordered[starts], np.add.reduceat(counts, starts).astype(np.uint32)
+
+
+def _analyse(documents: list[str], concepts: list[set[str]], vocabulary: Vocabulary, *,
+             public: bool = False) -> list[_Analysed]:
+    """Each document's weighted concepts and terms; ``public`` documents (of catalogue
+    text, never of memories) have their character n-grams put together word by word."""
+    words, characters = _ANALYZERS
     analysed = []
     for document, row_concepts in zip(documents, concepts, strict=True):
-        terms = []
-        for analyze in _ANALYZERS:
-            hashes = np.fromiter(map(hash, analyze(document)), dtype=np.int64)
-            columns, counts = np.unique(hashes, return_counts=True)
-            terms.append((columns, counts.astype(np.uint32)))
-        analysed.append(_Analysed(_weighted(row_concepts, vocabulary), tuple(terms)))
+        terms = (_terms(words(document)),
+                 _char_terms_by_word(document) if public else _terms(characters(document)))
+        analysed.append(_Analysed(_weighted(row_concepts, vocabulary), terms))
     return analysed
 
 
-def _analysed(keys: list, make: list, vocabulary: Vocabulary) -> list[_Analysed]:
+def _analysed(keys: list, make: list, vocabulary: Vocabulary, *, public: bool = False
+              ) -> list[_Analysed]:
     """The analysis of each document (``make[i]()`` gives document i's text and concepts
     when it is not kept yet)."""
     cache = _analysed_cache(vocabulary)
@@ -368,7 +408,7 @@ def _analysed(keys: list, make: list, vocabulary: Vocabulary) -> list[_Analysed]
     if missing:
         made = [make[i]() for i in missing]
         fresh = _analyse([text for text, _ in made], [concepts for _, concepts in made],
-                         vocabulary)
+                         vocabulary, public=public)
         for i, value in zip(missing, fresh, strict=True):
             found[i] = value
             cache.put(keys[i], value)
@@ -378,54 +418,125 @@ def _analysed(keys: list, make: list, vocabulary: Vocabulary) -> list[_Analysed]
 def _slots_analysed(slots: list[PromptSlot], vocabulary: Vocabulary) -> list[_Analysed]:
     return _analysed([_slot_key(s) for s in slots],
                      [lambda s=s: (_slot_document(s, vocabulary), _slot_concepts(s, vocabulary))
-                      for s in slots], vocabulary)
+                      for s in slots], vocabulary, public=True)
 
 
-def _memories_analysed(memories: list[MemoryCard], vocabulary: Vocabulary) -> list[_Analysed]:
+def _memories_analysed(memories: list[MemoryCard], vocabulary: Vocabulary
+                       ) -> tuple[list[_Analysed], _Side]:
+    """Each memory's analysis, and the memories' terms merged (kept too: a person's
+    memories are the same from one session to the next, their slots are not)."""
     def make(memory: MemoryCard):
         concepts = _memory_concepts(memory, vocabulary)
         return " ".join([_memory_words(memory), *_describe_tags(concepts, vocabulary)]), concepts
 
-    return _analysed([_memory_key(m) for m in memories],
-                     [lambda m=m: make(m) for m in memories], vocabulary)
+    keys = [_memory_key(m) for m in memories]
+    analysed = _analysed(keys, [lambda m=m: make(m) for m in memories], vocabulary)
+    cache = _analysed_cache(vocabulary)
+    key = ("memories", *(digest for _, digest in keys))
+    side = cache.get(key)
+    if side is None:
+        side = _side(analysed)
+        cache.put(key, side)
+    return analysed, side
 
 
-def _tfidf_similarity(left: list[_Analysed], right: list[_Analysed]) -> np.ndarray:
-    """Cosine similarity of every left document to every right one, words and char n-grams:
-    per analyzer, the documents' counts weighed as a TfidfVectorizer fitted on these
-    documents alone weighs them (``sublinear_tf``, smoothed IDF, rows scaled to length 1),
-    then the two similarities averaged. Worked out here from the kept counts: scikit-learn's
-    TfidfTransformer and normalize took 0.6 ms a call on a session's 40 documents, for
-    checks and a diagonal matrix the size of the vocabulary (tests/test_prompts.py holds
-    the two to the same numbers)."""
-    documents = left + right
-    n = len(documents)
-    blocks = []
+@dataclass(frozen=True)
+class _Merged:
+    """One side's documents (a session's slots, or a person's memories) with their terms of
+    one analyzer merged: the side's terms, sorted, and in how many of its documents each
+    appears; per entry (document by document, as the documents list them), the entry's term,
+    its sublinear term frequency and its document."""
+
+    used: np.ndarray  # the side's term hashes, sorted, int64
+    frequency: np.ndarray  # documents of the side listing each term
+    term: np.ndarray  # per entry, its term's index in ``used`` (int32)
+    tf: np.ndarray  # per entry, 1 + log(count)
+    row: np.ndarray  # per entry, its document's index on the side (int32)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in (self.used, self.frequency, self.term, self.tf, self.row))
+
+
+@dataclass(frozen=True)
+class _Side:
+    documents: int
+    merged: tuple[_Merged, ...]  # per analyzer
+
+    @property
+    def nbytes(self) -> int:
+        return 256 + sum(m.nbytes for m in self.merged)
+
+
+def _side(documents: list[_Analysed]) -> _Side:
+    merged = []
     for k in range(len(_ANALYZERS)):
-        lengths = np.array([len(doc.terms[k][0]) for doc in documents])
-        if not lengths.any():  # nothing but stop words
+        lengths = np.fromiter((len(doc.terms[k][0]) for doc in documents), dtype=np.int64,
+                              count=len(documents))
+        columns = np.concatenate([doc.terms[k][0] for doc in documents] or [_NO_TERMS])
+        counts = np.concatenate([doc.terms[k][1] for doc in documents] or [_NO_COUNTS])
+        # Each document's terms come sorted, so a stable sort (a merge of runs) orders them
+        # in a fraction of quicksort's time; a document lists a term once, so a term's
+        # entries are its document frequency.
+        order = np.argsort(columns, kind="stable")
+        ordered = columns[order]
+        first = np.empty(len(columns), dtype=bool)
+        first[:1] = True
+        np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+        term = np.empty(len(columns), dtype=np.int32)
+        term[order] = np.cumsum(first) - 1
+        starts = np.flatnonzero(first)
+        merged.append(_Merged(
+            used=ordered[starts], frequency=np.diff(np.append(starts, len(columns))),
+            term=term, tf=1.0 + np.log(counts),
+            row=np.repeat(np.arange(len(documents), dtype=np.int32), lengths)))
+    return _Side(len(documents), tuple(merged))
+
+
+def _tfidf_similarity(left: _Side, right: _Side) -> np.ndarray:
+    """Cosine similarity of every left document to every right one, words and char n-grams:
+    per analyzer, the documents' counts weighed as a TfidfVectorizer fitted on the documents
+    of both sides alone weighs them (``sublinear_tf``, smoothed IDF, rows scaled to length
+    1), then the two similarities averaged. Worked out here from the kept counts:
+    scikit-learn's TfidfTransformer and normalize took 0.6 ms a call on a session's 40
+    documents, for checks and a diagonal matrix the size of the vocabulary
+    (tests/test_prompts.py holds the two to the same numbers)."""
+    n = left.documents + right.documents
+    total = np.zeros((left.documents, right.documents))
+    blocks = 0
+    for mine, theirs in zip(left.merged, right.merged, strict=True):
+        if not len(mine.term) and not len(theirs.term):  # nothing but stop words
             continue
-        columns = np.concatenate([doc.terms[k][0] for doc in documents])
-        counts = np.concatenate([doc.terms[k][1] for doc in documents]).astype(np.float64)
-        # The session's own terms, numbered compactly; a document lists a term once, so a
-        # term's entries are its document frequency.
-        used, compact, frequency = np.unique(columns, return_inverse=True, return_counts=True)
-        weights = (1.0 + np.log(counts)) * (np.log((1 + n) / (1 + frequency)) + 1.0)[compact]
-        row = np.repeat(np.arange(n), lengths)
-        norms = np.sqrt(np.bincount(row, weights=weights * weights, minlength=n))
-        weights /= norms[row]
-        indptr = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(lengths, out=indptr[1:])
-        split = indptr[len(left)]
-        shape = len(used)
-        left_rows = sp.csr_matrix((weights[:split], compact[:split], indptr[:len(left) + 1]),
-                                  shape=(len(left), shape))
-        right_rows = sp.csr_matrix((weights[split:], compact[split:],
-                                    indptr[len(left):] - split), shape=(len(right), shape))
-        blocks.append((left_rows @ right_rows.T).toarray())
-    if not blocks:
-        return np.zeros((len(left), len(right)))
-    return np.mean(blocks, axis=0)
+        blocks += 1
+        # The terms both sides have: each left term's place among the right's terms.
+        place = np.searchsorted(theirs.used, mine.used)
+        both = place < len(theirs.used)
+        both[both] = theirs.used[place[both]] == mine.used[both]
+        place = place[both]
+        # Document frequencies over both sides, and each entry weighed and scaled.
+        frequency = mine.frequency.copy()
+        frequency[both] += theirs.frequency[place]
+        their_frequency = theirs.frequency.copy()
+        their_frequency[place] += mine.frequency[both]
+        # Only the terms on both sides add to a dot product: each side as dense rows over
+        # those terms alone (a few hundred), then one small matrix product.
+        mine_column = np.where(both, np.cumsum(both) - 1, -1)
+        their_column = np.full(len(theirs.used), -1)
+        their_column[place] = np.arange(len(place))
+        sides = []
+        for side, documents, df, column_of in (
+                (mine, left.documents, frequency, mine_column),
+                (theirs, right.documents, their_frequency, their_column)):
+            weights = side.tf * (np.log((1 + n) / (1 + df)) + 1.0)[side.term]
+            weights /= np.sqrt(np.bincount(side.row, weights=weights * weights,
+                                           minlength=documents))[side.row]
+            columns = column_of[side.term]
+            at = np.flatnonzero(columns >= 0)
+            dense = np.zeros(documents * len(place))
+            dense[side.row[at] * len(place) + columns[at]] = weights[at]
+            sides.append(dense.reshape(documents, len(place)))
+        total += sides[0] @ sides[1].T
+    return total / blocks if blocks else total
 
 
 def _concept_matrix(vectors: list[dict[str, float]], index: dict[str, int]) -> np.ndarray:
@@ -456,8 +567,8 @@ def memory_scores(
         return np.zeros((len(slots), len(memories)))
     vocabulary = vocabulary or default_vocabulary()
     slot_facts = _slots_analysed(slots, vocabulary)
-    memory_facts = _memories_analysed(memories, vocabulary)
-    tfidf = _tfidf_similarity(slot_facts, memory_facts)
+    memory_facts, memory_side = _memories_analysed(memories, vocabulary)
+    tfidf = _tfidf_similarity(_side(slot_facts), memory_side)
     request_vector: dict[str, float] = {}
     if request_text:
         moods, themes = vocabulary.infer_tags(request_text)

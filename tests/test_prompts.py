@@ -307,8 +307,9 @@ def test_tfidf_similarity_is_scikit_learns_on_the_session_documents(memories):
     right = [" ".join([prompts._memory_words(m),
                        *prompts._describe_tags(prompts._memory_concepts(m, vocabulary),
                                                vocabulary)]) for m in memories]
-    ours = prompts._tfidf_similarity(prompts._slots_analysed(slots, vocabulary),
-                                     prompts._memories_analysed(memories, vocabulary))
+    ours = prompts._tfidf_similarity(
+        prompts._side(prompts._slots_analysed(slots, vocabulary)),
+        prompts._memories_analysed(memories, vocabulary)[1])
     np.testing.assert_allclose(ours, _fitted_similarity(left, right), rtol=0, atol=1e-12)
     assert ours.shape == (len(slots), len(memories))
 
