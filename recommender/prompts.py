@@ -24,7 +24,7 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
+import pandas as pd
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from recommender.care import AFTERCARE_STEPS
@@ -244,10 +244,6 @@ def _weighted(concepts: set[str], vocabulary: Vocabulary) -> dict[str, float]:
     return vector
 
 
-def _slot_concepts(slot: PromptSlot, vocabulary: Vocabulary) -> set[str]:
-    return _concepts_of_tags(slot.tags, vocabulary)
-
-
 def _memory_words(memory: MemoryCard) -> str:
     parts = [memory.title, memory.text, *memory.tags, *memory.people, *memory.places]
     if memory.when:
@@ -275,44 +271,56 @@ def _describe_tags(tags: set[str] | tuple[str, ...], vocabulary: Vocabulary) -> 
     return words
 
 
-def _slot_document(slot: PromptSlot, vocabulary: Vocabulary) -> str:
-    parts = [slot.title, slot.artist or "", slot.director or ""]
-    parts.extend(_describe_tags(_concepts_of_tags(slot.tags, vocabulary) or slot.tags, vocabulary))
-    return " ".join(p for p in parts if p)
+def _tags_description(tags: tuple[str, ...], vocabulary: Vocabulary) -> str:
+    """What an item's tags say in words (labels, and a theme's keywords)."""
+    words = _describe_tags(_concepts_of_tags(tags, vocabulary) or tags, vocabulary)
+    return " ".join(word for word in words if word)
+
+
+def _slot_document(slot: PromptSlot, description: str) -> str:
+    """The words a slot is matched by: its title, artist, director and its tags' description
+    (``_tags_description``)."""
+    return " ".join(p for p in (slot.title, slot.artist or "", slot.director or "", description)
+                    if p)
 
 
 # --------------------------------------------------------------------------------------------
-# What the matching needs of each memory and slot, worked out once per worker.
+# What the matching needs of memories and slots.
 # --------------------------------------------------------------------------------------------
 #
-# Per document the matching needs its concepts (read through the vocabulary) and its term
-# counts for the two TF-IDF analyzers (words and word pairs; character 3-5-grams). Worked out
-# for every session, they made a session for a person with 25 memories take 27 ms of CPU
-# instead of 4 (in-process, 100k items; BENCHMARKS.md, fifteenth round). They are kept per
-# worker, keyed by the document's content, so a memory or an item is analysed once until
-# it changes; each session then only weighs the terms across its own documents (the IDF).
+# The matching weighs terms as a TfidfVectorizer fitted on a session's documents alone (its
+# slots' and the person's memories') weighs them, with two analyzers: words and word pairs
+# without English stop words, and character 3-5-grams within words. A term is kept as its
+# hash (Python's, the same for the whole life of a worker, where everything kept here
+# lives); two of a session's few thousand terms share a 64-bit hash about once in a trillion
+# sessions.
 #
-# A document's terms are those TfidfVectorizer's own analyzers give (words and word pairs
-# without English stop words; character 3-5-grams within words), each kept as its hash
-# (Python's, which is the same for the whole life of a worker, where the kept analyses
-# live), so a memory's entry holds no text; two of a session's few thousand terms share a
-# 64-bit hash about once in a trillion sessions. A memory's entry is keyed by a digest of
-# its words.
+# Memories change seldom and come back every session: each memory's analysis (its weighted
+# concepts and term counts) is kept per worker, keyed by a digest of its words so nothing
+# kept spells them, and so are each person's memories' terms merged (a _Side). Analysed for
+# every session, 25 memories took 27 ms of a session's CPU instead of 4 (BENCHMARKS.md,
+# fifteenth round).
+#
+# Items mostly come once: three in four of a session's items were new to the worker at 100k
+# items, so an item's analysis is not kept. What repeats is kept instead: what a set of tags
+# means (concepts, words) and the character n-grams of the words of the catalogue's public
+# text (a theme's keywords come with every item of the theme); a session's slots are
+# merged from those in one go.
 _ANALYZERS = (
     TfidfVectorizer(analyzer="word", ngram_range=(1, 2), stop_words="english",
                     token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z']+\b").build_analyzer(),
     TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5)).build_analyzer(),
 )
-_NO_TERMS = np.zeros(0, dtype=np.int64)
-_NO_COUNTS = np.zeros(0, dtype=np.uint32)
-# Kept per vocabulary, memories and items together, least recently used first out: about
-# 3.5 KB a document, so some 4,500 documents.
+# Kept per vocabulary, least recently used first out: a memory's analysis takes about
+# 3.5 KB, a person's ten memories merged about 100 KB, a set of tags' reading under 1 KB.
 ANALYSED_CACHE_BYTES = 16 * 1024 * 1024
+# Words of the catalogue's public text kept with their character n-grams (never a memory's).
+PUBLIC_WORDS_KEPT = 50_000
 
 
 @dataclass(frozen=True)
 class _Analysed:
-    """What the matching needs of one memory or slot."""
+    """What the matching needs of one memory."""
 
     vector: dict[str, float]  # its concepts, weighted (see _weighted)
     # Per analyzer: the document's term hashes (sorted, int64) and their counts (uint32).
@@ -322,6 +330,46 @@ class _Analysed:
     def nbytes(self) -> int:
         """Roughly what the entry holds: its arrays, and a little for the rest."""
         return 512 + sum(columns.nbytes + counts.nbytes for columns, counts in self.terms)
+
+
+@dataclass(frozen=True)
+class _TagsReading:
+    """What a set of item tags means to the matching: weighted concepts and words."""
+
+    vector: dict[str, float]
+    description: str
+
+    @property
+    def nbytes(self) -> int:
+        return 256 + 64 * len(self.vector) + len(self.description)
+
+
+@dataclass(frozen=True)
+class _Merged:
+    """The terms of one analyzer in one side's documents (a session's slots, or a person's
+    memories): the side's terms, sorted, and in how many of its documents each appears;
+    per entry (a term of a document), the term, its sublinear term frequency and the
+    document."""
+
+    used: np.ndarray  # the side's term hashes (int64; sorted where _merge was asked to)
+    frequency: np.ndarray  # documents of the side listing each term
+    term: np.ndarray  # per entry, its term's index in ``used`` (int32)
+    tf: np.ndarray  # per entry, 1 + log(count)
+    row: np.ndarray  # per entry, its document's index on the side (int32)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in (self.used, self.frequency, self.term, self.tf, self.row))
+
+
+@dataclass(frozen=True)
+class _Side:
+    documents: int
+    merged: tuple[_Merged, ...]  # per analyzer
+
+    @property
+    def nbytes(self) -> int:
+        return 256 + sum(m.nbytes for m in self.merged)
 
 
 _analysed_by_vocabulary: weakref.WeakKeyDictionary[Vocabulary, KeptByBytes] = (
@@ -344,10 +392,6 @@ def _memory_key(memory: MemoryCard) -> tuple:
     return ("memory", hashlib.sha256(words.encode()).digest())
 
 
-def _slot_key(slot: PromptSlot) -> tuple:
-    return ("slot", slot.title, slot.artist, slot.director, slot.tags)
-
-
 def _terms(words: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Term hashes, sorted and each once, and their counts."""
     columns, counts = np.unique(np.fromiter(map(hash, words), dtype=np.int64),
@@ -355,142 +399,120 @@ def _terms(words: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return columns, counts.astype(np.uint32)
 
 
-# Words of the catalogue's public text (titles, names, tag descriptions) kept with their
-# character n-grams: an item's document shares most of its words with others (a theme's
-# keywords come with every item of the theme), and the analyzer took two thirds of the time
-# an item's analysis took. Memories' words are never kept here.
-PUBLIC_WORDS_KEPT = 50_000
+def _merge(hashes: np.ndarray, counts: np.ndarray | None, rows: np.ndarray, documents: int,
+           *, repeats: bool, ordered: bool) -> _Merged:
+    """Entries (a term's hash, its count or 1 with ``counts`` None, its document) merged.
+    With ``repeats`` a document may list a term more than once, and its entries add up;
+    with ``ordered`` the side's terms come sorted (the right side of _tfidf_similarity
+    needs them so). Terms are numbered by a hash table (pandas' factorize): sorting a
+    session's few thousand entries took four times as long."""
+    if not len(hashes):
+        return _Merged(_NO_TERMS, _NO_TERMS, _NO_ROWS, np.zeros(0), _NO_ROWS)
+    codes, used = pd.factorize(hashes)
+    if ordered:
+        order = np.argsort(used)
+        used = used[order]
+        rank = np.empty(len(order), dtype=np.intp)
+        rank[order] = np.arange(len(order))
+        codes = rank[codes]
+    if repeats:
+        sums = np.bincount(codes * documents + rows, weights=counts,
+                           minlength=len(used) * documents)
+        at = np.flatnonzero(sums)
+        codes, rows, counts = at // documents, at % documents, sums[at]
+    elif counts is None:
+        counts = np.ones(len(codes))
+    return _Merged(used=used, frequency=np.bincount(codes, minlength=len(used)),
+                   term=codes.astype(np.int32), tf=1.0 + np.log(counts),
+                   row=rows.astype(np.int32))
+
+
+_NO_TERMS = np.zeros(0, dtype=np.int64)
+_NO_ROWS = np.zeros(0, dtype=np.int32)
+
+
+def _side(documents: list[_Analysed]) -> _Side:
+    """Analysed documents' terms merged, per analyzer."""
+    merged = []
+    for k in range(len(_ANALYZERS)):
+        lengths = [len(doc.terms[k][0]) for doc in documents]
+        if not sum(lengths):
+            merged.append(_merge(_NO_TERMS, None, _NO_ROWS, len(documents), repeats=False,
+                                 ordered=True))
+            continue
+        merged.append(_merge(np.concatenate([doc.terms[k][0] for doc in documents]),
+                             np.concatenate([doc.terms[k][1] for doc in documents]),
+                             np.repeat(np.arange(len(documents)), lengths), len(documents),
+                             repeats=False, ordered=True))
+    return _Side(len(documents), tuple(merged))
 
 
 @lru_cache(maxsize=PUBLIC_WORDS_KEPT)
-def _public_word_ngrams(word: str) -> tuple[np.ndarray, np.ndarray]:
-    return _terms(_ANALYZERS[1](word))
+def _public_word_ngrams(word: str) -> np.ndarray:
+    """The hashes of a word's character n-grams, as the char_wb analyzer gives them."""
+    return np.fromiter(map(hash, _ANALYZERS[1](word)), dtype=np.int64)
 
 
-def _char_terms_by_word(document: str) -> tuple[np.ndarray, np.ndarray]:
-    """The character n-gram terms of a document of public words, as the char_wb analyzer
-    gives them for the whole (it takes n-grams within each word, so a document's counts are
-    its words' counts added up)."""
-    parts = [_public_word_ngrams(word) for word in document.split()]
-    if len(parts) < 2:
-        return parts[0] if parts else (_NO_TERMS, _NO_COUNTS)
-    columns = np.concatenate([columns for columns, _ in parts])
-    order = np.argsort(columns, kind="stable")
-    ordered = columns[order]
-    first = np.empty(len(columns), dtype=bool)
-    first[0] = True
-    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
-    starts = np.flatnonzero(first)
-    counts = np.concatenate([counts for _, counts in parts])[order]
-    return ordered[starts], np.add.reduceat(counts, starts).astype(np.uint32)
-
-
-def _analyse(documents: list[str], concepts: list[set[str]], vocabulary: Vocabulary, *,
-             public: bool = False) -> list[_Analysed]:
-    """Each document's weighted concepts and terms; ``public`` documents (of catalogue
-    text, never of memories) have their character n-grams put together word by word."""
-    words, characters = _ANALYZERS
-    analysed = []
-    for document, row_concepts in zip(documents, concepts, strict=True):
-        terms = (_terms(words(document)),
-                 _char_terms_by_word(document) if public else _terms(characters(document)))
-        analysed.append(_Analysed(_weighted(row_concepts, vocabulary), terms))
-    return analysed
-
-
-def _analysed(keys: list, make: list, vocabulary: Vocabulary, *, public: bool = False
-              ) -> list[_Analysed]:
-    """The analysis of each document (``make[i]()`` gives document i's text and concepts
-    when it is not kept yet)."""
+def _tags_readings(slots: list[PromptSlot], vocabulary: Vocabulary) -> list[_TagsReading]:
     cache = _analysed_cache(vocabulary)
+    keys = [("tags", slot.tags) for slot in slots]
     found = cache.get_many(keys)
-    missing = [i for i, value in enumerate(found) if value is None]
-    if missing:
-        made = [make[i]() for i in missing]
-        fresh = _analyse([text for text, _ in made], [concepts for _, concepts in made],
-                         vocabulary, public=public)
-        for i, value in zip(missing, fresh, strict=True):
-            found[i] = value
-            cache.put(keys[i], value)
+    for i, reading in enumerate(found):
+        if reading is None:
+            tags = slots[i].tags
+            reading = _TagsReading(_weighted(_concepts_of_tags(tags, vocabulary), vocabulary),
+                                   _tags_description(tags, vocabulary))
+            cache.put(keys[i], reading)
+            found[i] = reading
     return found
 
 
-def _slots_analysed(slots: list[PromptSlot], vocabulary: Vocabulary) -> list[_Analysed]:
-    return _analysed([_slot_key(s) for s in slots],
-                     [lambda s=s: (_slot_document(s, vocabulary), _slot_concepts(s, vocabulary))
-                      for s in slots], vocabulary, public=True)
+def _slots_read(slots: list[PromptSlot], vocabulary: Vocabulary
+                ) -> tuple[list[dict[str, float]], _Side]:
+    """The slots' weighted concepts, and their terms merged. The char_wb analyzer takes
+    n-grams within each word, so a document's are its words' n-grams together."""
+    readings = _tags_readings(slots, vocabulary)
+    words = _ANALYZERS[0]
+    word_hashes, char_hashes, word_lengths, char_lengths = [], [], [], []
+    for slot, reading in zip(slots, readings, strict=True):
+        document = _slot_document(slot, reading.description)
+        terms = words(document)
+        word_hashes.append(np.fromiter(map(hash, terms), dtype=np.int64, count=len(terms)))
+        word_lengths.append(len(terms))
+        grams = [_public_word_ngrams(word) for word in document.split()]
+        char_hashes.extend(grams)
+        char_lengths.append(sum(len(g) for g in grams))
+    documents = len(slots)
+    merged = []
+    for hashes, lengths in ((word_hashes, word_lengths), (char_hashes, char_lengths)):
+        flat = np.concatenate(hashes) if hashes else _NO_TERMS
+        merged.append(_merge(flat, None, np.repeat(np.arange(documents), lengths), documents,
+                             repeats=True, ordered=False))
+    return [reading.vector for reading in readings], _Side(documents, tuple(merged))
 
 
 def _memories_analysed(memories: list[MemoryCard], vocabulary: Vocabulary
                        ) -> tuple[list[_Analysed], _Side]:
-    """Each memory's analysis, and the memories' terms merged (kept too: a person's
-    memories are the same from one session to the next, their slots are not)."""
-    def make(memory: MemoryCard):
-        concepts = _memory_concepts(memory, vocabulary)
-        return " ".join([_memory_words(memory), *_describe_tags(concepts, vocabulary)]), concepts
-
-    keys = [_memory_key(m) for m in memories]
-    analysed = _analysed(keys, [lambda m=m: make(m) for m in memories], vocabulary)
+    """Each memory's analysis, and the memories' terms merged (both kept: a person's
+    memories are the same from one session to the next)."""
     cache = _analysed_cache(vocabulary)
+    keys = [_memory_key(m) for m in memories]
+    found = cache.get_many(keys)
+    for i, analysed in enumerate(found):
+        if analysed is None:
+            memory = memories[i]
+            concepts = _memory_concepts(memory, vocabulary)
+            document = " ".join([_memory_words(memory), *_describe_tags(concepts, vocabulary)])
+            analysed = _Analysed(_weighted(concepts, vocabulary),
+                                 tuple(_terms(analyze(document)) for analyze in _ANALYZERS))
+            cache.put(keys[i], analysed)
+            found[i] = analysed
     key = ("memories", *(digest for _, digest in keys))
     side = cache.get(key)
     if side is None:
-        side = _side(analysed)
+        side = _side(found)
         cache.put(key, side)
-    return analysed, side
-
-
-@dataclass(frozen=True)
-class _Merged:
-    """One side's documents (a session's slots, or a person's memories) with their terms of
-    one analyzer merged: the side's terms, sorted, and in how many of its documents each
-    appears; per entry (document by document, as the documents list them), the entry's term,
-    its sublinear term frequency and its document."""
-
-    used: np.ndarray  # the side's term hashes, sorted, int64
-    frequency: np.ndarray  # documents of the side listing each term
-    term: np.ndarray  # per entry, its term's index in ``used`` (int32)
-    tf: np.ndarray  # per entry, 1 + log(count)
-    row: np.ndarray  # per entry, its document's index on the side (int32)
-
-    @property
-    def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.used, self.frequency, self.term, self.tf, self.row))
-
-
-@dataclass(frozen=True)
-class _Side:
-    documents: int
-    merged: tuple[_Merged, ...]  # per analyzer
-
-    @property
-    def nbytes(self) -> int:
-        return 256 + sum(m.nbytes for m in self.merged)
-
-
-def _side(documents: list[_Analysed]) -> _Side:
-    merged = []
-    for k in range(len(_ANALYZERS)):
-        lengths = np.fromiter((len(doc.terms[k][0]) for doc in documents), dtype=np.int64,
-                              count=len(documents))
-        columns = np.concatenate([doc.terms[k][0] for doc in documents] or [_NO_TERMS])
-        counts = np.concatenate([doc.terms[k][1] for doc in documents] or [_NO_COUNTS])
-        # Each document's terms come sorted, so a stable sort (a merge of runs) orders them
-        # in a fraction of quicksort's time; a document lists a term once, so a term's
-        # entries are its document frequency.
-        order = np.argsort(columns, kind="stable")
-        ordered = columns[order]
-        first = np.empty(len(columns), dtype=bool)
-        first[:1] = True
-        np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
-        term = np.empty(len(columns), dtype=np.int32)
-        term[order] = np.cumsum(first) - 1
-        starts = np.flatnonzero(first)
-        merged.append(_Merged(
-            used=ordered[starts], frequency=np.diff(np.append(starts, len(columns))),
-            term=term, tf=1.0 + np.log(counts),
-            row=np.repeat(np.arange(len(documents), dtype=np.int32), lengths)))
-    return _Side(len(documents), tuple(merged))
+    return found, side
 
 
 def _tfidf_similarity(left: _Side, right: _Side) -> np.ndarray:
@@ -566,20 +588,19 @@ def memory_scores(
     if not slots or not memories:
         return np.zeros((len(slots), len(memories)))
     vocabulary = vocabulary or default_vocabulary()
-    slot_facts = _slots_analysed(slots, vocabulary)
+    slot_vectors, slot_side = _slots_read(slots, vocabulary)
     memory_facts, memory_side = _memories_analysed(memories, vocabulary)
-    tfidf = _tfidf_similarity(_side(slot_facts), memory_side)
+    tfidf = _tfidf_similarity(slot_side, memory_side)
     request_vector: dict[str, float] = {}
     if request_text:
         moods, themes = vocabulary.infer_tags(request_text)
         request_vector = _weighted(set(moods) | set(themes), vocabulary)
     index: dict[str, int] = {}
-    for vector in [*(f.vector for f in slot_facts), *(f.vector for f in memory_facts),
-                   request_vector]:
+    for vector in [*slot_vectors, *(f.vector for f in memory_facts), request_vector]:
         for concept in vector:
             index.setdefault(concept, len(index))
     memory_matrix = _concept_matrix([f.vector for f in memory_facts], index)
-    bridge = _cosines(_concept_matrix([f.vector for f in slot_facts], index), memory_matrix)
+    bridge = _cosines(_concept_matrix(slot_vectors, index), memory_matrix)
     scores = BRIDGE_WEIGHT * bridge + TFIDF_WEIGHT * tfidf
     if request_text:
         # What the person asked for today nudges the memories it speaks of (never alone).

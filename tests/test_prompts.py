@@ -296,22 +296,46 @@ def _fitted_similarity(left: list[str], right: list[str]) -> np.ndarray:
     return np.mean(blocks, axis=0) if blocks else np.zeros((len(left), len(right)))
 
 
+# Titles the word-by-word character n-grams must read as the char_wb analyzer reads them:
+# runs of spaces and tabs, accents and capitals, punctuation, one-letter words, a word twice.
+AWKWARD_TITLES = ("Dance  with\tMy FATHER", "L'été — Ölmez dağ, yolu!", "a b c", "Ça va ça va",
+                  "Gran\u00a0and\nDad", "İstanbul ß ﬁre")
+
+
 @pytest.mark.parametrize("memories", [[DAD, CONCERT, GRAN], [DAD], [STOP_WORDS_ONLY],
                                       [STOP_WORDS_ONLY, GRAN]])
 def test_tfidf_similarity_is_scikit_learns_on_the_session_documents(memories):
     vocabulary = default_vocabulary()
     slots = [*eight_slots(tags=("grief", "loss_parent")),
              slot(9, title="Still Alice", kind="film", tags=("ageing_memory_loss",)),
-             slot(10, title="the", tags=())]
-    left = [prompts._slot_document(s, vocabulary) for s in slots]
+             slot(10, title="the", tags=()),
+             *(slot(11 + i, title=title, tags=("loss_parent",) if i % 2 else ())
+               for i, title in enumerate(AWKWARD_TITLES))]
+    left = [prompts._slot_document(s, prompts._tags_description(s.tags, vocabulary))
+            for s in slots]
     right = [" ".join([prompts._memory_words(m),
                        *prompts._describe_tags(prompts._memory_concepts(m, vocabulary),
                                                vocabulary)]) for m in memories]
     ours = prompts._tfidf_similarity(
-        prompts._side(prompts._slots_analysed(slots, vocabulary)),
+        prompts._slots_read(slots, vocabulary)[1],
         prompts._memories_analysed(memories, vocabulary)[1])
     np.testing.assert_allclose(ours, _fitted_similarity(left, right), rtol=0, atol=1e-12)
     assert ours.shape == (len(slots), len(memories))
+
+
+def test_the_words_kept_with_their_n_grams_are_only_the_catalogues():
+    vocabulary = default_vocabulary()
+    song = slot(0, "deepen", title="Dance with My Father", tags=("grief", "loss_parent"))
+    memory_scores([song], [DAD], vocabulary=vocabulary)
+    kept = prompts._public_word_ngrams.cache_info().currsize
+    # New memories with words no item has: nothing more is kept of words.
+    private = MemoryCard("p", "Quillfeather Zorbanook", "vexillium grandmotherly", (),
+                         ("Auntie Ximena",), ("Plovdiv",), None)
+    memory_scores([song], [DAD, private], vocabulary=vocabulary)
+    assert prompts._public_word_ngrams.cache_info().currsize == kept
+    # A new item's words are.
+    memory_scores([slot(1, title="Zorbanook Rhapsody")], [DAD], vocabulary=vocabulary)
+    assert prompts._public_word_ngrams.cache_info().currsize > kept
 
 
 def test_a_changed_memory_is_analysed_again_and_the_kept_analyses_hold_no_text():
