@@ -271,9 +271,13 @@ def _describe_tags(tags: set[str] | tuple[str, ...], vocabulary: Vocabulary) -> 
     return words
 
 
-def _tags_description(tags: tuple[str, ...], vocabulary: Vocabulary) -> str:
-    """What an item's tags say in words (labels, and a theme's keywords)."""
-    words = _describe_tags(_concepts_of_tags(tags, vocabulary) or tags, vocabulary)
+def _tags_description(tags: tuple[str, ...], vocabulary: Vocabulary,
+                      concepts: set[str] | None = None) -> str:
+    """What an item's tags say in words (labels, and a theme's keywords); ``concepts`` are
+    the tags' (``_concepts_of_tags``) where the caller has them."""
+    if concepts is None:
+        concepts = _concepts_of_tags(tags, vocabulary)
+    words = _describe_tags(concepts or tags, vocabulary)
     return " ".join(word for word in words if word)
 
 
@@ -460,8 +464,9 @@ def _tags_readings(slots: list[PromptSlot], vocabulary: Vocabulary) -> list[_Tag
     for i, reading in enumerate(found):
         if reading is None:
             tags = slots[i].tags
-            reading = _TagsReading(_weighted(_concepts_of_tags(tags, vocabulary), vocabulary),
-                                   _tags_description(tags, vocabulary))
+            concepts = _concepts_of_tags(tags, vocabulary)
+            reading = _TagsReading(_weighted(concepts, vocabulary),
+                                   _tags_description(tags, vocabulary, concepts))
             cache.put(keys[i], reading)
             found[i] = reading
     return found

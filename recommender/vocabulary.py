@@ -48,6 +48,8 @@ class TagMapping:
 
 
 def _fold(text: str) -> str:
+    if text.isascii():  # nothing to decompose, no accents: the quick way, the same answer
+        return text.lower().strip()
     text = unicodedata.normalize("NFKD", text)
     text = "".join(c for c in text if not unicodedata.combining(c))
     return text.lower().replace("\u2019", "'").strip()

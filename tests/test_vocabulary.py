@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from recommender.vocabulary import Mood, Theme, Vocabulary, default_vocabulary
+import unicodedata
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from recommender.vocabulary import Mood, Theme, Vocabulary, _fold, default_vocabulary
 
 
 def test_every_mood_and_theme_is_found_with_its_label():
@@ -25,3 +30,14 @@ def test_a_mood_and_a_theme_of_one_id_read_as_the_mood():
     assert vocabulary.label("longing") == "Longing"
     assert vocabulary.label("home") == "Home"
     assert vocabulary.is_mood("longing") and vocabulary.is_theme("longing")
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=127)))
+def test_folding_plain_ascii_the_quick_way_gives_what_decomposing_gives(text):
+    decomposed = unicodedata.normalize("NFKD", text)
+    decomposed = "".join(c for c in decomposed if not unicodedata.combining(c))
+    assert _fold(text) == decomposed.lower().replace("\u2019", "'").strip()
+
+
+def test_folding_still_takes_accents_and_curly_apostrophes_off():
+    assert _fold("  Ça m\u2019Émeut ") == "ca m'emeut"
