@@ -21,6 +21,7 @@ import weakref
 from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -310,11 +311,15 @@ def _slot_document(slot: PromptSlot, description: str) -> str:
 # means (concepts, words) and the character n-grams of the words of the catalogue's public
 # text (a theme's keywords come with every item of the theme); a session's slots are
 # merged from those in one go.
+_WORDS = TfidfVectorizer(analyzer="word", ngram_range=(1, 2), stop_words="english",
+                         token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z']+\b")
 _ANALYZERS = (
-    TfidfVectorizer(analyzer="word", ngram_range=(1, 2), stop_words="english",
-                    token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z']+\b").build_analyzer(),
+    _WORDS.build_analyzer(),
     TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5)).build_analyzer(),
 )
+# The word analyzer's steps, for a slot's words taken in two parts (see _slots_read).
+_PREPROCESS, _TOKENIZE, _STOP_WORDS = (_WORDS.build_preprocessor(), _WORDS.build_tokenizer(),
+                                       _WORDS.get_stop_words())
 # Kept per vocabulary, least recently used first out: a memory's analysis takes about
 # 3.5 KB, a person's ten memories merged about 100 KB, a set of tags' reading under 1 KB.
 ANALYSED_CACHE_BYTES = 16 * 1024 * 1024
@@ -338,14 +343,19 @@ class _Analysed:
 
 @dataclass(frozen=True)
 class _TagsReading:
-    """What a set of item tags means to the matching: weighted concepts and words."""
+    """What a set of item tags means to the matching: weighted concepts, and the words
+    that describe them with their terms (see _slots_read)."""
 
     vector: dict[str, float]
     description: str
+    first_token: str  # the description's first word as the word analyzer keeps it, or ""
+    word_terms: np.ndarray  # the hashes of the description's words and word pairs
+    char_terms: np.ndarray  # the hashes of the description's character n-grams
 
     @property
     def nbytes(self) -> int:
-        return 256 + 64 * len(self.vector) + len(self.description)
+        return (256 + 64 * len(self.vector) + len(self.description) + self.word_terms.nbytes
+                + self.char_terms.nbytes)
 
 
 @dataclass(frozen=True)
@@ -457,6 +467,20 @@ def _public_word_ngrams(word: str) -> np.ndarray:
     return np.fromiter(map(hash, _ANALYZERS[1](word)), dtype=np.int64)
 
 
+def _word_tokens(text: str) -> list[str]:
+    """The words the word analyzer keeps of a text, in order (stop words left out)."""
+    return [token for token in _TOKENIZE(_PREPROCESS(text)) if token not in _STOP_WORDS]
+
+
+def _word_terms(tokens: list[str]) -> list[str]:
+    """The word analyzer's terms of kept words: each word, and each pair of neighbours."""
+    return [*tokens, *(f"{a} {b}" for a, b in pairwise(tokens))]
+
+
+def _hashes(terms: list[str]) -> np.ndarray:
+    return np.fromiter(map(hash, terms), dtype=np.int64, count=len(terms))
+
+
 def _tags_readings(slots: list[PromptSlot], vocabulary: Vocabulary) -> list[_TagsReading]:
     cache = _analysed_cache(vocabulary)
     keys = [("tags", slot.tags) for slot in slots]
@@ -465,8 +489,12 @@ def _tags_readings(slots: list[PromptSlot], vocabulary: Vocabulary) -> list[_Tag
         if reading is None:
             tags = slots[i].tags
             concepts = _concepts_of_tags(tags, vocabulary)
-            reading = _TagsReading(_weighted(concepts, vocabulary),
-                                   _tags_description(tags, vocabulary, concepts))
+            description = _tags_description(tags, vocabulary, concepts)
+            tokens = _word_tokens(description)
+            grams = [_public_word_ngrams(word) for word in description.split()]
+            reading = _TagsReading(
+                _weighted(concepts, vocabulary), description, tokens[0] if tokens else "",
+                _hashes(_word_terms(tokens)), np.concatenate(grams) if grams else _NO_TERMS)
             cache.put(keys[i], reading)
             found[i] = reading
     return found
@@ -474,17 +502,26 @@ def _tags_readings(slots: list[PromptSlot], vocabulary: Vocabulary) -> list[_Tag
 
 def _slots_read(slots: list[PromptSlot], vocabulary: Vocabulary
                 ) -> tuple[list[dict[str, float]], _Side]:
-    """The slots' weighted concepts, and their terms merged. The char_wb analyzer takes
-    n-grams within each word, so a document's are its words' n-grams together."""
+    """The slots' weighted concepts, and their terms merged.
+
+    A slot's document (_slot_document) is its head (title, artist, director) and its tags'
+    description, and only the head is new to the worker. So its terms are put together from
+    the head's and the description's (kept with the tags' reading): the char_wb analyzer
+    takes n-grams within each word, and the word analyzer's terms are the two parts' own
+    and the one pair across them (the head's last kept word and the description's first).
+    tests/test_prompts.py holds the sum to scikit-learn's analyzers on the whole document."""
     readings = _tags_readings(slots, vocabulary)
-    words = _ANALYZERS[0]
     word_hashes, char_hashes, word_lengths, char_lengths = [], [], [], []
     for slot, reading in zip(slots, readings, strict=True):
-        document = _slot_document(slot, reading.description)
-        terms = words(document)
-        word_hashes.append(np.fromiter(map(hash, terms), dtype=np.int64, count=len(terms)))
-        word_lengths.append(len(terms))
-        grams = [_public_word_ngrams(word) for word in document.split()]
+        head = " ".join(p for p in (slot.title, slot.artist or "", slot.director or "") if p)
+        tokens = _word_tokens(head)
+        terms = _word_terms(tokens)
+        if tokens and reading.first_token:
+            terms.append(f"{tokens[-1]} {reading.first_token}")
+        word_hashes.extend((_hashes(terms), reading.word_terms))
+        word_lengths.append(len(terms) + len(reading.word_terms))
+        grams = [_public_word_ngrams(word) for word in head.split()]
+        grams.append(reading.char_terms)
         char_hashes.extend(grams)
         char_lengths.append(sum(len(g) for g in grams))
     documents = len(slots)
