@@ -481,22 +481,59 @@ def _hashes(terms: list[str]) -> np.ndarray:
     return np.fromiter(map(hash, terms), dtype=np.int64, count=len(terms))
 
 
+@dataclass(frozen=True)
+class _Piece:
+    """What one tag says in words (``_describe_tags`` of it alone), read as the matching
+    reads words: the text, the words the word analyzer keeps, the hashes of its word terms
+    and character n-grams."""
+
+    text: str
+    tokens: list[str]
+    word_terms: np.ndarray
+    char_terms: np.ndarray
+
+    @property
+    def nbytes(self) -> int:
+        return 256 + 2 * len(self.text) + self.word_terms.nbytes + self.char_terms.nbytes
+
+
+def _piece(tag: str, vocabulary: Vocabulary) -> _Piece:
+    cache = _analysed_cache(vocabulary)
+    key = ("tag words", tag)
+    piece = cache.get(key)
+    if piece is None:
+        text = " ".join(word for word in _describe_tags((tag,), vocabulary) if word)
+        tokens = _word_tokens(text)
+        grams = [_public_word_ngrams(word) for word in text.split()]
+        piece = _Piece(text, tokens, _hashes(_word_terms(tokens)),
+                       np.concatenate(grams) if grams else _NO_TERMS)
+        cache.put(key, piece)
+    return piece
+
+
+def _tags_reading(tags: tuple[str, ...], vocabulary: Vocabulary) -> _TagsReading:
+    """A set of tags' reading, put together from each tag's piece: the description is the
+    pieces' texts in turn, so its terms are the pieces' and the word pairs across them."""
+    concepts = _concepts_of_tags(tags, vocabulary)
+    pieces = [_piece(tag, vocabulary) for tag in (concepts or tags)]
+    tokens = [piece.tokens for piece in pieces if piece.tokens]
+    across = [f"{before[-1]} {after[0]}" for before, after in pairwise(tokens)]
+    return _TagsReading(
+        _weighted(concepts, vocabulary),
+        " ".join(piece.text for piece in pieces if piece.text),
+        tokens[0][0] if tokens else "",
+        np.concatenate([*(piece.word_terms for piece in pieces), _hashes(across)]),
+        np.concatenate([piece.char_terms for piece in pieces] or [_NO_TERMS]))
+
+
 def _tags_readings(slots: list[PromptSlot], vocabulary: Vocabulary) -> list[_TagsReading]:
     cache = _analysed_cache(vocabulary)
     keys = [("tags", slot.tags) for slot in slots]
     found = cache.get_many(keys)
     for i, reading in enumerate(found):
         if reading is None:
-            tags = slots[i].tags
-            concepts = _concepts_of_tags(tags, vocabulary)
-            description = _tags_description(tags, vocabulary, concepts)
-            tokens = _word_tokens(description)
-            grams = [_public_word_ngrams(word) for word in description.split()]
-            reading = _TagsReading(
-                _weighted(concepts, vocabulary), description, tokens[0] if tokens else "",
-                _hashes(_word_terms(tokens)), np.concatenate(grams) if grams else _NO_TERMS)
+            found[i] = reading = _tags_reading(slots[i].tags, vocabulary)
             cache.put(keys[i], reading)
-            found[i] = reading
     return found
 
 

@@ -302,6 +302,10 @@ def _fitted_similarity(left: list[str], right: list[str]) -> np.ndarray:
 AWKWARD_TITLES = ("Dance  with\tMy FATHER", "L'été — Ölmez dağ, yolu!", "a b c", "Ça va ça va",
                   "Gran\u00a0and\nDad", "İstanbul ß ﬁre", "Songs for the", "Rock'")
 
+# None, one, several known and several unknown (free-form) tags.
+TAG_SETS = ((), ("loss_parent",), ("grief", "loss_partner", "first_love"),
+            ("rainy_day", "old_radio"))
+
 
 @pytest.mark.parametrize("memories", [[DAD, CONCERT, GRAN], [DAD], [STOP_WORDS_ONLY],
                                       [STOP_WORDS_ONLY, GRAN]])
@@ -310,7 +314,7 @@ def test_tfidf_similarity_is_scikit_learns_on_the_session_documents(memories):
     slots = [*eight_slots(tags=("grief", "loss_parent")),
              slot(9, title="Still Alice", kind="film", tags=("ageing_memory_loss",)),
              slot(10, title="the", tags=()),
-             *(slot(11 + i, title=title, tags=("loss_parent",) if i % 2 else ())
+             *(slot(11 + i, title=title, tags=TAG_SETS[i % len(TAG_SETS)])
                for i, title in enumerate(AWKWARD_TITLES))]
     left = [prompts._slot_document(s, prompts._tags_description(s.tags, vocabulary))
             for s in slots]
