@@ -307,10 +307,11 @@ def _slot_document(slot: PromptSlot, description: str) -> str:
 # fifteenth round).
 #
 # Items mostly come once: three in four of a session's items were new to the worker at 100k
-# items, so an item's analysis is not kept. What repeats is kept instead: what a set of tags
-# means (concepts, words) and the character n-grams of the words of the catalogue's public
-# text (a theme's keywords come with every item of the theme); a session's slots are
-# merged from those in one go.
+# items, so an item's analysis is not kept. What repeats is kept instead: what each tag and
+# each set of tags means (concepts, the words describing them and their terms) and the
+# character n-grams of the words of the catalogue's public text (a theme's keywords come
+# with every item of the theme); a session's slots are merged from those in one go.
+# tests/test_prompts.py holds the result to scikit-learn's own vectorizers.
 _WORDS = TfidfVectorizer(analyzer="word", ngram_range=(1, 2), stop_words="english",
                          token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z']+\b")
 _ANALYZERS = (
@@ -320,8 +321,9 @@ _ANALYZERS = (
 # The word analyzer's steps, for a slot's words taken in two parts (see _slots_read).
 _PREPROCESS, _TOKENIZE, _STOP_WORDS = (_WORDS.build_preprocessor(), _WORDS.build_tokenizer(),
                                        _WORDS.get_stop_words())
-# Kept per vocabulary, least recently used first out: a memory's analysis takes about
-# 3.5 KB, a person's ten memories merged about 100 KB, a set of tags' reading under 1 KB.
+# Kept per vocabulary, least recently used first out (sizes from the benchmark's people and
+# catalogue): a memory's analysis takes about 8 KB, a person's ten memories merged about
+# 130 KB, a set of tags' reading about 3 KB, a tag's words about 1 KB.
 ANALYSED_CACHE_BYTES = 16 * 1024 * 1024
 # Words of the catalogue's public text kept with their character n-grams (never a memory's).
 PUBLIC_WORDS_KEPT = 50_000
@@ -361,9 +363,8 @@ class _TagsReading:
 @dataclass(frozen=True)
 class _Merged:
     """The terms of one analyzer in one side's documents (a session's slots, or a person's
-    memories): the side's terms, sorted, and in how many of its documents each appears;
-    per entry (a term of a document), the term, its sublinear term frequency and the
-    document."""
+    memories): the side's terms, and in how many of its documents each appears; per entry
+    (a term of a document), the term, its sublinear term frequency and the document."""
 
     used: np.ndarray  # the side's term hashes (int64; sorted where _merge was asked to)
     frequency: np.ndarray  # documents of the side listing each term
@@ -378,6 +379,8 @@ class _Merged:
 
 @dataclass(frozen=True)
 class _Side:
+    """One side's documents with their terms merged, per analyzer."""
+
     documents: int
     merged: tuple[_Merged, ...]  # per analyzer
 
