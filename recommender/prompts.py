@@ -409,6 +409,12 @@ def _memory_key(memory: MemoryCard) -> tuple:
     return ("memory", hashlib.sha256(words.encode()).digest())
 
 
+def _read_only(*arrays: np.ndarray) -> None:
+    """Arrays kept per worker are read by every request after: none may edit them."""
+    for array in arrays:
+        array.setflags(write=False)
+
+
 def _terms(words: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Term hashes, sorted and each once, and their counts."""
     columns, counts = np.unique(np.fromiter(map(hash, words), dtype=np.int64),
@@ -467,7 +473,9 @@ def _side(documents: list[_Analysed]) -> _Side:
 @lru_cache(maxsize=PUBLIC_WORDS_KEPT)
 def _public_word_ngrams(word: str) -> np.ndarray:
     """The hashes of a word's character n-grams, as the char_wb analyzer gives them."""
-    return np.fromiter(map(hash, _ANALYZERS[1](word)), dtype=np.int64)
+    hashes = np.fromiter(map(hash, _ANALYZERS[1](word)), dtype=np.int64)
+    _read_only(hashes)
+    return hashes
 
 
 def _word_tokens(text: str) -> list[str]:
@@ -510,6 +518,7 @@ def _piece(tag: str, vocabulary: Vocabulary) -> _Piece:
         grams = [_public_word_ngrams(word) for word in text.split()]
         piece = _Piece(text, tokens, _hashes(_word_terms(tokens)),
                        np.concatenate(grams) if grams else _NO_TERMS)
+        _read_only(piece.word_terms, piece.char_terms)
         cache.put(key, piece)
     return piece
 
@@ -536,6 +545,7 @@ def _tags_readings(slots: list[PromptSlot], vocabulary: Vocabulary) -> list[_Tag
     for i, reading in enumerate(found):
         if reading is None:
             found[i] = reading = _tags_reading(slots[i].tags, vocabulary)
+            _read_only(reading.word_terms, reading.char_terms)
             cache.put(keys[i], reading)
     return found
 
@@ -587,12 +597,15 @@ def _memories_analysed(memories: list[MemoryCard], vocabulary: Vocabulary
             document = " ".join([_memory_words(memory), *_describe_tags(concepts, vocabulary)])
             analysed = _Analysed(_weighted(concepts, vocabulary),
                                  tuple(_terms(analyze(document)) for analyze in _ANALYZERS))
+            _read_only(*(array for pair in analysed.terms for array in pair))
             cache.put(keys[i], analysed)
             found[i] = analysed
     key = ("memories", *(digest for _, digest in keys))
     side = cache.get(key)
     if side is None:
         side = _side(found)
+        for merged in side.merged:
+            _read_only(merged.used, merged.frequency, merged.term, merged.tf, merged.row)
         cache.put(key, side)
     return found, side
 

@@ -343,6 +343,23 @@ def test_the_words_kept_with_their_n_grams_are_only_the_catalogues():
     assert prompts._public_word_ngrams.cache_info().currsize > kept
 
 
+def test_what_a_worker_keeps_for_matching_cannot_be_edited_by_a_request():
+    vocabulary = default_vocabulary()
+    song = slot(0, "deepen", title="Dance with My Father", tags=("grief", "loss_parent"))
+    memory_scores([song], [DAD, GRAN], vocabulary=vocabulary)
+    kept = list(prompts._analysed_cache(vocabulary)._cache.values())
+    arrays = [value for entry in kept for value in vars(entry).values()
+              if isinstance(value, np.ndarray)]
+    arrays += [array for entry in kept if isinstance(entry, prompts._Analysed)
+               for pair in entry.terms for array in pair]
+    arrays += [array for entry in kept if isinstance(entry, prompts._Side)
+               for merged in entry.merged for array in vars(merged).values()]
+    arrays.append(prompts._public_word_ngrams("father"))
+    kinds = {type(entry).__name__ for entry in kept}
+    assert {"_Analysed", "_Side", "_TagsReading", "_Piece"} <= kinds
+    assert len(arrays) > 10 and not any(array.flags.writeable for array in arrays)
+
+
 def test_a_changed_memory_is_analysed_again_and_the_kept_analyses_hold_no_text():
     vocabulary = default_vocabulary()
     song = slot(0, "deepen", title="Dance with My Father", tags=("grief", "loss_parent"))
