@@ -272,13 +272,9 @@ def _describe_tags(tags: set[str] | tuple[str, ...], vocabulary: Vocabulary) -> 
     return words
 
 
-def _tags_description(tags: tuple[str, ...], vocabulary: Vocabulary,
-                      concepts: set[str] | None = None) -> str:
-    """What an item's tags say in words (labels, and a theme's keywords); ``concepts`` are
-    the tags' (``_concepts_of_tags``) where the caller has them."""
-    if concepts is None:
-        concepts = _concepts_of_tags(tags, vocabulary)
-    words = _describe_tags(concepts or tags, vocabulary)
+def _tags_description(tags: tuple[str, ...], vocabulary: Vocabulary) -> str:
+    """What an item's tags say in words (labels, and a theme's keywords)."""
+    words = _describe_tags(_concepts_of_tags(tags, vocabulary) or tags, vocabulary)
     return " ".join(word for word in words if word)
 
 
@@ -345,19 +341,17 @@ class _Analysed:
 
 @dataclass(frozen=True)
 class _TagsReading:
-    """What a set of item tags means to the matching: weighted concepts, and the words
-    that describe them with their terms (see _slots_read)."""
+    """What a set of item tags means to the matching: weighted concepts, and the terms of
+    the words that describe them (``_tags_description``; see _slots_read)."""
 
     vector: dict[str, float]
-    description: str
     first_token: str  # the description's first word as the word analyzer keeps it, or ""
     word_terms: np.ndarray  # the hashes of the description's words and word pairs
     char_terms: np.ndarray  # the hashes of the description's character n-grams
 
     @property
     def nbytes(self) -> int:
-        return (256 + 64 * len(self.vector) + len(self.description) + self.word_terms.nbytes
-                + self.char_terms.nbytes)
+        return 256 + 64 * len(self.vector) + self.word_terms.nbytes + self.char_terms.nbytes
 
 
 @dataclass(frozen=True)
@@ -415,10 +409,13 @@ def _read_only(*arrays: np.ndarray) -> None:
         array.setflags(write=False)
 
 
+def _hashes(terms: list[str]) -> np.ndarray:
+    return np.fromiter(map(hash, terms), dtype=np.int64, count=len(terms))
+
+
 def _terms(words: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Term hashes, sorted and each once, and their counts."""
-    columns, counts = np.unique(np.fromiter(map(hash, words), dtype=np.int64),
-                                return_counts=True)
+    columns, counts = np.unique(_hashes(words), return_counts=True)
     return columns, counts.astype(np.uint32)
 
 
@@ -459,10 +456,6 @@ def _side(documents: list[_Analysed]) -> _Side:
     merged = []
     for k in range(len(_ANALYZERS)):
         lengths = [len(doc.terms[k][0]) for doc in documents]
-        if not sum(lengths):
-            merged.append(_merge(_NO_TERMS, None, _NO_ROWS, len(documents), repeats=False,
-                                 ordered=True))
-            continue
         merged.append(_merge(np.concatenate([doc.terms[k][0] for doc in documents]),
                              np.concatenate([doc.terms[k][1] for doc in documents]),
                              np.repeat(np.arange(len(documents)), lengths), len(documents),
@@ -473,7 +466,7 @@ def _side(documents: list[_Analysed]) -> _Side:
 @lru_cache(maxsize=PUBLIC_WORDS_KEPT)
 def _public_word_ngrams(word: str) -> np.ndarray:
     """The hashes of a word's character n-grams, as the char_wb analyzer gives them."""
-    hashes = np.fromiter(map(hash, _ANALYZERS[1](word)), dtype=np.int64)
+    hashes = _hashes(_ANALYZERS[1](word))
     _read_only(hashes)
     return hashes
 
@@ -488,24 +481,19 @@ def _word_terms(tokens: list[str]) -> list[str]:
     return [*tokens, *(f"{a} {b}" for a, b in pairwise(tokens))]
 
 
-def _hashes(terms: list[str]) -> np.ndarray:
-    return np.fromiter(map(hash, terms), dtype=np.int64, count=len(terms))
-
-
 @dataclass(frozen=True)
 class _Piece:
     """What one tag says in words (``_describe_tags`` of it alone), read as the matching
-    reads words: the text, the words the word analyzer keeps, the hashes of its word terms
-    and character n-grams."""
+    reads words: the words the word analyzer keeps, the hashes of its word terms and
+    character n-grams."""
 
-    text: str
     tokens: list[str]
     word_terms: np.ndarray
     char_terms: np.ndarray
 
     @property
     def nbytes(self) -> int:
-        return 256 + 2 * len(self.text) + self.word_terms.nbytes + self.char_terms.nbytes
+        return 256 + self.word_terms.nbytes + self.char_terms.nbytes
 
 
 def _piece(tag: str, vocabulary: Vocabulary) -> _Piece:
@@ -516,7 +504,7 @@ def _piece(tag: str, vocabulary: Vocabulary) -> _Piece:
         text = " ".join(word for word in _describe_tags((tag,), vocabulary) if word)
         tokens = _word_tokens(text)
         grams = [_public_word_ngrams(word) for word in text.split()]
-        piece = _Piece(text, tokens, _hashes(_word_terms(tokens)),
+        piece = _Piece(tokens, _hashes(_word_terms(tokens)),
                        np.concatenate(grams) if grams else _NO_TERMS)
         _read_only(piece.word_terms, piece.char_terms)
         cache.put(key, piece)
@@ -532,7 +520,6 @@ def _tags_reading(tags: tuple[str, ...], vocabulary: Vocabulary) -> _TagsReading
     across = [f"{before[-1]} {after[0]}" for before, after in pairwise(tokens)]
     return _TagsReading(
         _weighted(concepts, vocabulary),
-        " ".join(piece.text for piece in pieces if piece.text),
         tokens[0][0] if tokens else "",
         np.concatenate([*(piece.word_terms for piece in pieces), _hashes(across)]),
         np.concatenate([piece.char_terms for piece in pieces] or [_NO_TERMS]))
