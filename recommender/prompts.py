@@ -30,6 +30,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from recommender.care import AFTERCARE_STEPS
 from recommender.kept import KeptByBytes
+from recommender.pairing_kernel import slot_memory_cosines
 from recommender.paths import DATA_DIR
 from recommender.vocabulary import THEME_MOODS, Vocabulary, default_vocabulary
 
@@ -306,8 +307,9 @@ def _slot_document(slot: PromptSlot, description: str) -> str:
 # items, so an item's analysis is not kept. What repeats is kept instead: what each tag and
 # each set of tags means (concepts, the words describing them and their terms) and the
 # character n-grams of the words of the catalogue's public text (a theme's keywords come
-# with every item of the theme); a session's slots are merged from those in one go.
-# tests/test_prompts.py holds the result to scikit-learn's own vectorizers.
+# with every item of the theme); a session's slots' terms are put together from those in
+# one go, and a compiled function (recommender/pairing_kernel.py) weighs them against the
+# memories'. tests/test_prompts.py holds the result to scikit-learn's own vectorizers.
 _WORDS = TfidfVectorizer(analyzer="word", ngram_range=(1, 2), stop_words="english",
                          token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z']+\b")
 _ANALYZERS = (
@@ -356,15 +358,15 @@ class _TagsReading:
 
 @dataclass(frozen=True)
 class _Merged:
-    """The terms of one analyzer in one side's documents (a session's slots, or a person's
-    memories): the side's terms, and in how many of its documents each appears; per entry
-    (a term of a document), the term, its sublinear term frequency and the document."""
+    """The terms of one analyzer in a person's memories: the terms, and in how many
+    memories each appears; per entry (a term of a memory), the term, its sublinear term
+    frequency and the memory."""
 
-    used: np.ndarray  # the side's term hashes (int64; sorted where _merge was asked to)
-    frequency: np.ndarray  # documents of the side listing each term
+    used: np.ndarray  # the term hashes (int64)
+    frequency: np.ndarray  # memories listing each term (int64)
     term: np.ndarray  # per entry, its term's index in ``used`` (int32)
     tf: np.ndarray  # per entry, 1 + log(count)
-    row: np.ndarray  # per entry, its document's index on the side (int32)
+    row: np.ndarray  # per entry, its memory's index (int32)
 
     @property
     def nbytes(self) -> int:
@@ -373,7 +375,7 @@ class _Merged:
 
 @dataclass(frozen=True)
 class _Side:
-    """One side's documents with their terms merged, per analyzer."""
+    """A person's memories with their terms merged, per analyzer."""
 
     documents: int
     merged: tuple[_Merged, ...]  # per analyzer
@@ -381,6 +383,16 @@ class _Side:
     @property
     def nbytes(self) -> int:
         return 256 + sum(m.nbytes for m in self.merged)
+
+
+@dataclass(frozen=True)
+class _Slots:
+    """A session's slots' terms, per analyzer: each term's hash as often as a slot has it,
+    slot after slot (int64), and how many each slot has (int64)."""
+
+    documents: int
+    hashes: tuple[np.ndarray, ...]  # per analyzer
+    lengths: tuple[np.ndarray, ...]  # per analyzer
 
 
 _analysed_by_vocabulary: weakref.WeakKeyDictionary[Vocabulary, KeptByBytes] = (
@@ -419,29 +431,12 @@ def _terms(words: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return columns, counts.astype(np.uint32)
 
 
-def _merge(hashes: np.ndarray, counts: np.ndarray | None, rows: np.ndarray, documents: int,
-           *, repeats: bool, ordered: bool) -> _Merged:
-    """Entries (a term's hash, its count or 1 with ``counts`` None, its document) merged.
-    With ``repeats`` a document may list a term more than once, and its entries add up;
-    with ``ordered`` the side's terms come sorted (the right side of _tfidf_similarity
-    needs them so). Terms are numbered by a hash table (pandas' factorize): sorting a
-    session's few thousand entries took four times as long."""
+def _merge(hashes: np.ndarray, counts: np.ndarray, rows: np.ndarray) -> _Merged:
+    """Entries (a term's hash, its count, its document; no term twice in a document) merged,
+    the terms numbered by a hash table (pandas' factorize)."""
     if not len(hashes):
         return _Merged(_NO_TERMS, _NO_TERMS, _NO_ROWS, np.zeros(0), _NO_ROWS)
     codes, used = pd.factorize(hashes)
-    if ordered:
-        order = np.argsort(used)
-        used = used[order]
-        rank = np.empty(len(order), dtype=np.intp)
-        rank[order] = np.arange(len(order))
-        codes = rank[codes]
-    if repeats:
-        sums = np.bincount(codes * documents + rows, weights=counts,
-                           minlength=len(used) * documents)
-        at = np.flatnonzero(sums)
-        codes, rows, counts = at // documents, at % documents, sums[at]
-    elif counts is None:
-        counts = np.ones(len(codes))
     return _Merged(used=used, frequency=np.bincount(codes, minlength=len(used)),
                    term=codes.astype(np.int32), tf=1.0 + np.log(counts),
                    row=rows.astype(np.int32))
@@ -458,8 +453,7 @@ def _side(documents: list[_Analysed]) -> _Side:
         lengths = [len(doc.terms[k][0]) for doc in documents]
         merged.append(_merge(np.concatenate([doc.terms[k][0] for doc in documents]),
                              np.concatenate([doc.terms[k][1] for doc in documents]),
-                             np.repeat(np.arange(len(documents)), lengths), len(documents),
-                             repeats=False, ordered=True))
+                             np.repeat(np.arange(len(documents)), lengths)))
     return _Side(len(documents), tuple(merged))
 
 
@@ -538,8 +532,8 @@ def _tags_readings(slots: list[PromptSlot], vocabulary: Vocabulary) -> list[_Tag
 
 
 def _slots_read(slots: list[PromptSlot], vocabulary: Vocabulary
-                ) -> tuple[list[dict[str, float]], _Side]:
-    """The slots' weighted concepts, and their terms merged.
+                ) -> tuple[list[dict[str, float]], _Slots]:
+    """The slots' weighted concepts, and their terms.
 
     A slot's document (_slot_document) is its head (title, artist, director) and its tags'
     description, and only the head is new to the worker. So its terms are put together from
@@ -561,13 +555,11 @@ def _slots_read(slots: list[PromptSlot], vocabulary: Vocabulary
         grams.append(reading.char_terms)
         char_hashes.extend(grams)
         char_lengths.append(sum(len(g) for g in grams))
-    documents = len(slots)
-    merged = []
-    for hashes, lengths in ((word_hashes, word_lengths), (char_hashes, char_lengths)):
-        flat = np.concatenate(hashes) if hashes else _NO_TERMS
-        merged.append(_merge(flat, None, np.repeat(np.arange(documents), lengths), documents,
-                             repeats=True, ordered=False))
-    return [reading.vector for reading in readings], _Side(documents, tuple(merged))
+    return [reading.vector for reading in readings], _Slots(
+        len(slots),
+        tuple(np.concatenate(hashes) if hashes else _NO_TERMS
+              for hashes in (word_hashes, char_hashes)),
+        tuple(np.array(lengths, dtype=np.int64) for lengths in (word_lengths, char_lengths)))
 
 
 def _memories_analysed(memories: list[MemoryCard], vocabulary: Vocabulary
@@ -597,49 +589,21 @@ def _memories_analysed(memories: list[MemoryCard], vocabulary: Vocabulary
     return found, side
 
 
-def _tfidf_similarity(left: _Side, right: _Side) -> np.ndarray:
-    """Cosine similarity of every left document to every right one, words and char n-grams:
-    per analyzer, the documents' counts weighed as a TfidfVectorizer fitted on the documents
-    of both sides alone weighs them (``sublinear_tf``, smoothed IDF, rows scaled to length
-    1), then the two similarities averaged. Worked out here from the kept counts:
-    scikit-learn's TfidfTransformer and normalize took 0.6 ms a call on a session's 40
-    documents, for checks and a diagonal matrix the size of the vocabulary
-    (tests/test_prompts.py holds the two to the same numbers)."""
-    n = left.documents + right.documents
+def _tfidf_similarity(left: _Slots, right: _Side) -> np.ndarray:
+    """Cosine similarity of every slot to every memory, words and char n-grams: per
+    analyzer, the documents' counts weighed as a TfidfVectorizer fitted on the documents of
+    both sides alone weighs them (``sublinear_tf``, smoothed IDF, rows scaled to length 1),
+    then the two similarities averaged. Worked out from the terms by a compiled function
+    (recommender/pairing_kernel.py); tests/test_prompts.py holds it to scikit-learn's
+    TfidfTransformer and normalize, which took 0.6 ms a call on a session's 40 documents."""
     total = np.zeros((left.documents, right.documents))
     blocks = 0
-    for mine, theirs in zip(left.merged, right.merged, strict=True):
-        if not len(mine.term) and not len(theirs.term):  # nothing but stop words
+    for hashes, lengths, theirs in zip(left.hashes, left.lengths, right.merged, strict=True):
+        if not len(hashes) and not len(theirs.term):  # nothing but stop words
             continue
         blocks += 1
-        # The terms both sides have: each left term's place among the right's terms.
-        place = np.searchsorted(theirs.used, mine.used)
-        both = place < len(theirs.used)
-        both[both] = theirs.used[place[both]] == mine.used[both]
-        place = place[both]
-        # Document frequencies over both sides, and each entry weighed and scaled.
-        frequency = mine.frequency.copy()
-        frequency[both] += theirs.frequency[place]
-        their_frequency = theirs.frequency.copy()
-        their_frequency[place] += mine.frequency[both]
-        # Only the terms on both sides add to a dot product: each side as dense rows over
-        # those terms alone (a few hundred), then one small matrix product.
-        mine_column = np.where(both, np.cumsum(both) - 1, -1)
-        their_column = np.full(len(theirs.used), -1)
-        their_column[place] = np.arange(len(place))
-        sides = []
-        for side, documents, df, column_of in (
-                (mine, left.documents, frequency, mine_column),
-                (theirs, right.documents, their_frequency, their_column)):
-            weights = side.tf * (np.log((1 + n) / (1 + df)) + 1.0)[side.term]
-            weights /= np.sqrt(np.bincount(side.row, weights=weights * weights,
-                                           minlength=documents))[side.row]
-            columns = column_of[side.term]
-            at = np.flatnonzero(columns >= 0)
-            dense = np.zeros(documents * len(place))
-            dense[side.row[at] * len(place) + columns[at]] = weights[at]
-            sides.append(dense.reshape(documents, len(place)))
-        total += sides[0] @ sides[1].T
+        total += slot_memory_cosines(hashes, lengths, theirs.used, theirs.frequency,
+                                     theirs.term, theirs.tf, theirs.row, right.documents)
     return total / blocks if blocks else total
 
 

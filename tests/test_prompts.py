@@ -328,6 +328,35 @@ def test_tfidf_similarity_is_scikit_learns_on_the_session_documents(memories):
     assert ours.shape == (len(slots), len(memories))
 
 
+@pytest.mark.parametrize(("slots", "memories"), [(1, 1), (60, 3), (40, 30)])
+def test_tfidf_similarity_is_scikit_learns_for_long_sessions_and_many_memories(slots, memories):
+    """Sessions of up to four hours (60 slots) and people with many memories: many more
+    terms than the small sessions above, so the compiled function's table of terms grows
+    and terms fall on the same place in it."""
+    vocabulary = default_vocabulary()
+    rng = random.Random(slots * 100 + memories)
+    words = ("rain", "goodbye", "mother", "letters", "harbour", "winter", "father", "Ölmez",
+             "the", "a", "last", "dance", "kitchen", "l'été", "garden", "train", "sister")
+    tag_ids = sorted(vocabulary.tag_ids)
+    session = [slot(i, title=" ".join(rng.choices(words, k=rng.randint(1, 6))),
+                    kind=rng.choice(KINDS), tags=tuple(rng.sample(tag_ids, rng.randint(0, 4))))
+               for i in range(slots)]
+    cards = [MemoryCard(f"m{i}", " ".join(rng.choices(words, k=3)),
+                        " ".join(rng.choices(words, k=rng.randint(0, 40))),
+                        tuple(rng.sample(tag_ids, rng.randint(0, 2))),
+                        tuple(rng.sample(("Dad", "Gran", "Sam"), rng.randint(0, 2))),
+                        (), None) for i in range(memories)]
+    left = [prompts._slot_document(s, prompts._tags_description(s.tags, vocabulary))
+            for s in session]
+    right = [" ".join([prompts._memory_words(m),
+                       *prompts._describe_tags(prompts._memory_concepts(m, vocabulary),
+                                               vocabulary)]) for m in cards]
+    ours = prompts._tfidf_similarity(prompts._slots_read(session, vocabulary)[1],
+                                     prompts._memories_analysed(cards, vocabulary)[1])
+    np.testing.assert_allclose(ours, _fitted_similarity(left, right), rtol=0, atol=1e-12)
+    assert ours.shape == (slots, memories) and ours.max() > 0
+
+
 def test_the_words_kept_with_their_n_grams_are_only_the_catalogues():
     vocabulary = default_vocabulary()
     song = slot(0, "deepen", title="Dance with My Father", tags=("grief", "loss_parent"))

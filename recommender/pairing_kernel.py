@@ -1,0 +1,159 @@
+"""The compiled part of memory pairing: one analyzer's TF-IDF cosine of a session's slots
+against a person's memories, worked out in one pass by Numba.
+
+What it computes is what ``recommender.prompts`` describes (a TfidfVectorizer fitted on the
+session's documents alone, ``sublinear_tf``, smoothed IDF, rows scaled to length 1);
+tests/test_prompts.py holds it to scikit-learn's own numbers. Done with NumPy it took some
+fifty array calls a session, most on a few hundred values, where each call's own cost is the
+work: reading a session's slots and weighing them took 1.6-1.8 ms of a session with ten
+memories, 0.8-0.9 ms with this (BENCHMARKS.md, seventeenth round).
+
+The function is compiled for its one signature when this module is imported, and kept in
+``__pycache__`` beside it: the first import after a change compiles (a few seconds), later
+ones load it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, types
+
+__all__ = ["slot_memory_cosines"]
+
+# Python's string hashes are SipHash output, but mixing them once more costs nothing and
+# keeps the table even for whatever hashes come in.
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _array(kind):  # read-only, which a writable array passes as too
+    return types.Array(kind, 1, "C", readonly=True)
+
+
+# Compiled for these types when the module is imported (not at a session's first call).
+_SIGNATURE = types.float64[:, ::1](
+    _array(types.int64), _array(types.int64),  # the slots' hashes, their lengths
+    _array(types.int64), _array(types.int64),  # the memories' terms, their frequencies
+    _array(types.int32), _array(types.float64), _array(types.int32),  # entries
+    types.int64)
+
+
+@njit([_SIGNATURE], cache=True, nogil=True)
+def slot_memory_cosines(hashes, lengths, used, frequency, term, tf, row, memories):
+    """The cosine of every slot with every memory for one analyzer.
+
+    ``hashes`` are the slots' terms (int64 hashes, a term as often as a slot has it), slot
+    after slot, ``lengths`` how many each slot has. The memories come merged (a
+    ``prompts._Merged``): their distinct terms ``used`` and in how many memories each
+    appears (``frequency``); per entry its term's index in ``used``, its sublinear term
+    frequency and its memory (``row``); ``memories`` is how many there are.
+
+    Returns the (slots, memories) cosines; a row of a slot with no terms is zeros."""
+    slots = lengths.shape[0]
+    known = used.shape[0]
+    entries = hashes.shape[0]
+    # One open-addressed table numbers the terms: the memories' first (their index in
+    # ``used``), then the slots' new ones. A slot's entries are together, so a term's last
+    # slot says whether this slot has it already; each (slot, term) pair is kept once with
+    # its count.
+    size = 16
+    while size < 2 * (known + entries):
+        size *= 2
+    mask = np.uint64(size - 1)
+    keys = np.empty(size, dtype=np.int64)
+    codes = np.full(size, -1, dtype=np.int32)
+    for code in range(known):
+        place = (np.uint64(used[code]) * _MIX) & mask
+        while codes[place] >= 0:
+            place = (place + np.uint64(1)) & mask
+        codes[place] = code
+        keys[place] = used[code]
+    terms = known
+    slot_frequency = np.zeros(known + entries, dtype=np.int64)
+    last_slot = np.full(known + entries, -1, dtype=np.int32)
+    open_pair = np.empty(known + entries, dtype=np.int32)
+    pair_term = np.empty(entries, dtype=np.int32)
+    pair_slot = np.empty(entries, dtype=np.int32)
+    pair_count = np.zeros(entries, dtype=np.int64)
+    pairs = 0
+    at = 0
+    for slot in range(slots):
+        for _ in range(lengths[slot]):
+            value = hashes[at]
+            at += 1
+            place = (np.uint64(value) * _MIX) & mask
+            while True:
+                code = codes[place]
+                if code < 0:
+                    code = terms
+                    codes[place] = code
+                    keys[place] = value
+                    terms += 1
+                    break
+                if keys[place] == value:
+                    break
+                place = (place + np.uint64(1)) & mask
+            if last_slot[code] != slot:
+                last_slot[code] = slot
+                slot_frequency[code] += 1
+                pair_term[pairs] = code
+                pair_slot[pairs] = slot
+                pair_count[pairs] = 1
+                open_pair[code] = pairs
+                pairs += 1
+            else:
+                pair_count[open_pair[code]] += 1
+    # IDF by document frequency over both sides (a few dozen values, so a table), and the
+    # sublinear term frequency by count likewise.
+    documents = slots + memories
+    idf = np.log((1.0 + documents) / (1.0 + np.arange(documents + 1))) + 1.0
+    most = 1
+    for p in range(pairs):
+        most = max(most, pair_count[p])
+    sublinear = 1.0 + np.log(np.arange(1, most + 1).astype(np.float64))
+    # Each side's weights and lengths: a memory term's frequency counts the slots having it.
+    slot_weight = np.empty(pairs, dtype=np.float64)
+    slot_length = np.zeros(slots, dtype=np.float64)
+    for p in range(pairs):
+        code = pair_term[p]
+        df = slot_frequency[code] + (frequency[code] if code < known else 0)
+        weight = sublinear[pair_count[p] - 1] * idf[df]
+        slot_weight[p] = weight
+        slot_length[pair_slot[p]] += weight * weight
+    memory_weight = np.empty(term.shape[0], dtype=np.float64)
+    memory_length = np.zeros(memories, dtype=np.float64)
+    for e in range(term.shape[0]):
+        code = term[e]
+        weight = tf[e] * idf[frequency[code] + slot_frequency[code]]
+        memory_weight[e] = weight
+        memory_length[row[e]] += weight * weight
+    for slot in range(slots):
+        slot_length[slot] = 1.0 / np.sqrt(slot_length[slot]) if slot_length[slot] > 0 else 0.0
+    for memory in range(memories):
+        memory_length[memory] = (1.0 / np.sqrt(memory_length[memory])
+                                 if memory_length[memory] > 0 else 0.0)
+    # The memories' entries of the terms slots have too, grouped by term; each slot's entry
+    # of such a term then meets them (a few each: no dense rows).
+    starts = np.zeros(known + 1, dtype=np.int64)
+    for e in range(term.shape[0]):
+        if slot_frequency[term[e]]:
+            starts[term[e] + 1] += 1
+    for code in range(known):
+        starts[code + 1] += starts[code]
+    filled = starts[:-1].copy()
+    grouped_memory = np.empty(starts[known], dtype=np.int32)
+    grouped_weight = np.empty(starts[known], dtype=np.float64)
+    for e in range(term.shape[0]):
+        code = term[e]
+        if slot_frequency[code]:
+            grouped_memory[filled[code]] = row[e]
+            grouped_weight[filled[code]] = memory_weight[e] * memory_length[row[e]]
+            filled[code] += 1
+    cosines = np.zeros((slots, memories), dtype=np.float64)
+    for p in range(pairs):
+        code = pair_term[p]
+        if code < known:
+            slot = pair_slot[p]
+            weight = slot_weight[p] * slot_length[slot]
+            for at in range(starts[code], starts[code + 1]):
+                cosines[slot, grouped_memory[at]] += weight * grouped_weight[at]
+    return cosines
