@@ -30,7 +30,6 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from recommender.care import AFTERCARE_STEPS
 from recommender.kept import KeptByBytes
-from recommender.pairing_kernel import slot_memory_cosines
 from recommender.paths import DATA_DIR
 from recommender.vocabulary import THEME_MOODS, Vocabulary, default_vocabulary
 
@@ -596,6 +595,10 @@ def _tfidf_similarity(left: _Slots, right: _Side) -> np.ndarray:
     then the two similarities averaged. Worked out from the terms by a compiled function
     (recommender/pairing_kernel.py); tests/test_prompts.py holds it to scikit-learn's
     TfidfTransformer and normalize, which took 0.6 ms a call on a session's 40 documents."""
+    # Loaded on first use (a second or so, most of it Numba's own import), so commands that
+    # pair nothing never load it; goodcry serve loads it before its workers start.
+    from recommender.pairing_kernel import slot_memory_cosines
+
     total = np.zeros((left.documents, right.documents))
     blocks = 0
     for hashes, lengths, theirs in zip(left.hashes, left.lengths, right.merged, strict=True):
