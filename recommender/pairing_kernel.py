@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, types
 
-__all__ = ["slot_memory_cosines"]
+__all__ = ["char_ngram_hashes", "slot_memory_cosines"]
 
 # Python's string hashes are SipHash output, but mixing them once more costs nothing and
 # keeps the table even for whatever hashes come in.
@@ -157,3 +157,66 @@ def slot_memory_cosines(hashes, lengths, used, frequency, term, tf, row, memorie
             for at in range(starts[code], starts[code + 1]):
                 cosines[slot, grouped_memory[at]] += weight * grouped_weight[at]
     return cosines
+
+
+# FNV-1a over an n-gram's code points, then SplitMix64's finaliser so that every bit of the
+# hash depends on every code point.
+_FNV_OFFSET = np.uint64(0xCBF29CE484222325)
+_FNV_PRIME = np.uint64(0x100000001B3)
+
+
+@njit(types.int64(_array(types.uint32), types.int64, types.int64), cache=True, nogil=True)
+def _gram_hash(codes, start, stop):
+    value = _FNV_OFFSET
+    for at in range(start, stop):
+        # The padding space before and after a word lies outside ``codes``.
+        code = np.uint64(32) if at < 0 or at >= codes.shape[0] or codes[at] == 32 else (
+            np.uint64(codes[at]))
+        value = (value ^ code) * _FNV_PRIME
+    value = (value ^ (value >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    value = (value ^ (value >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return np.int64(value ^ (value >> np.uint64(31)))
+
+
+@njit(types.Tuple((types.int64[::1], types.int64[::1]))(_array(types.uint32),
+                                                        _array(types.int64)),
+      cache=True, nogil=True)
+def _char_wb_hashes(codes, words):
+    """The hashes of the char_wb n-grams (3 to 5) of words written one after another with
+    a space (32) between them, ``words`` of them per text; and how many each text has."""
+    out = np.empty(3 * (codes.shape[0] + 3 * (words.sum() + 1)), dtype=np.int64)
+    counts = np.zeros(words.shape[0], dtype=np.int64)
+    filled = 0
+    start = 0
+    for text in range(words.shape[0]):
+        for _ in range(words[text]):
+            stop = start
+            while stop < codes.shape[0] and codes[stop] != 32:
+                stop += 1
+            # The word padded with a space on each side, as scikit-learn's char_wb does: its
+            # n-grams from 3 to 5, and a word too short for an n-gram once, whole.
+            first, length = start - 1, stop - start + 2
+            for n in range(3, 6):
+                if length <= n:
+                    out[filled] = _gram_hash(codes, first, first + length)
+                    filled += 1
+                    counts[text] += 1
+                    break
+                for offset in range(length - n + 1):
+                    out[filled] = _gram_hash(codes, first + offset, first + offset + n)
+                    filled += 1
+                    counts[text] += 1
+            start = stop + 1
+    return out[:filled], counts
+
+
+def char_ngram_hashes(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The hashes of each text's character n-grams as scikit-learn's ``char_wb`` analyzer
+    with ``ngram_range=(3, 5)`` lists them (the text lowercased, each word padded with a
+    space, short words whole), all texts' one after another; and how many each text has.
+    A hash stands for the n-gram's characters alone, so the same n-gram has the same hash
+    in every text and every process."""
+    split = [text.lower().split() for text in texts]
+    joined = " ".join(word for words in split for word in words)
+    codes = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    return _char_wb_hashes(codes, np.array([len(words) for words in split], dtype=np.int64))

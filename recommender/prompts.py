@@ -30,6 +30,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from recommender.care import AFTERCARE_STEPS
 from recommender.kept import KeptByBytes
+from recommender.pairing_kernel import char_ngram_hashes, slot_memory_cosines
 from recommender.paths import DATA_DIR
 from recommender.vocabulary import THEME_MOODS, Vocabulary, default_vocabulary
 
@@ -311,10 +312,10 @@ def _slot_document(slot: PromptSlot, description: str) -> str:
 # memories'. tests/test_prompts.py holds the result to scikit-learn's own vectorizers.
 _WORDS = TfidfVectorizer(analyzer="word", ngram_range=(1, 2), stop_words="english",
                          token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z']+\b")
-_ANALYZERS = (
-    _WORDS.build_analyzer(),
-    TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5)).build_analyzer(),
-)
+_WORD_ANALYZER = _WORDS.build_analyzer()
+# The character analyzer (char_wb, 3 to 5) is recommender/pairing_kernel.py's
+# char_ngram_hashes: the same n-grams as scikit-learn's, hashed by a compiled function.
+ANALYZERS = 2
 # The word analyzer's steps, for a slot's words taken in two parts (see _slots_read).
 _PREPROCESS, _TOKENIZE, _STOP_WORDS = (_WORDS.build_preprocessor(), _WORDS.build_tokenizer(),
                                        _WORDS.get_stop_words())
@@ -322,8 +323,6 @@ _PREPROCESS, _TOKENIZE, _STOP_WORDS = (_WORDS.build_preprocessor(), _WORDS.build
 # catalogue): a memory's analysis takes about 8 KB, a person's ten memories merged about
 # 130 KB, a set of tags' reading about 3 KB, a tag's words about 1 KB.
 ANALYSED_CACHE_BYTES = 16 * 1024 * 1024
-# Words of the catalogue's public text kept with their character n-grams (never a memory's).
-PUBLIC_WORDS_KEPT = 50_000
 
 
 @dataclass(frozen=True)
@@ -424,9 +423,9 @@ def _hashes(terms: list[str]) -> np.ndarray:
     return np.fromiter(map(hash, terms), dtype=np.int64, count=len(terms))
 
 
-def _terms(words: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def _terms(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Term hashes, sorted and each once, and their counts."""
-    columns, counts = np.unique(_hashes(words), return_counts=True)
+    columns, counts = np.unique(hashes, return_counts=True)
     return columns, counts.astype(np.uint32)
 
 
@@ -448,20 +447,12 @@ _NO_ROWS = np.zeros(0, dtype=np.int32)
 def _side(documents: list[_Analysed]) -> _Side:
     """Analysed documents' terms merged, per analyzer."""
     merged = []
-    for k in range(len(_ANALYZERS)):
+    for k in range(ANALYZERS):
         lengths = [len(doc.terms[k][0]) for doc in documents]
         merged.append(_merge(np.concatenate([doc.terms[k][0] for doc in documents]),
                              np.concatenate([doc.terms[k][1] for doc in documents]),
                              np.repeat(np.arange(len(documents)), lengths)))
     return _Side(len(documents), tuple(merged))
-
-
-@lru_cache(maxsize=PUBLIC_WORDS_KEPT)
-def _public_word_ngrams(word: str) -> np.ndarray:
-    """The hashes of a word's character n-grams, as the char_wb analyzer gives them."""
-    hashes = _hashes(_ANALYZERS[1](word))
-    _read_only(hashes)
-    return hashes
 
 
 def _word_tokens(text: str) -> list[str]:
@@ -496,9 +487,7 @@ def _piece(tag: str, vocabulary: Vocabulary) -> _Piece:
     if piece is None:
         text = " ".join(word for word in _describe_tags((tag,), vocabulary) if word)
         tokens = _word_tokens(text)
-        grams = [_public_word_ngrams(word) for word in text.split()]
-        piece = _Piece(tokens, _hashes(_word_terms(tokens)),
-                       np.concatenate(grams) if grams else _NO_TERMS)
+        piece = _Piece(tokens, _hashes(_word_terms(tokens)), char_ngram_hashes([text])[0])
         _read_only(piece.word_terms, piece.char_terms)
         cache.put(key, piece)
     return piece
@@ -541,19 +530,22 @@ def _slots_read(slots: list[PromptSlot], vocabulary: Vocabulary
     and the one pair across them (the head's last kept word and the description's first).
     tests/test_prompts.py holds the sum to scikit-learn's analyzers on the whole document."""
     readings = _tags_readings(slots, vocabulary)
+    heads = [" ".join(p for p in (slot.title, slot.artist or "", slot.director or "") if p)
+             for slot in slots]
+    head_grams, head_gram_counts = char_ngram_hashes(heads)
+    head_gram_counts = head_gram_counts.tolist()
     word_hashes, char_hashes, word_lengths, char_lengths = [], [], [], []
-    for slot, reading in zip(slots, readings, strict=True):
-        head = " ".join(p for p in (slot.title, slot.artist or "", slot.director or "") if p)
+    start = 0
+    for head, reading, grams in zip(heads, readings, head_gram_counts, strict=True):
         tokens = _word_tokens(head)
         terms = _word_terms(tokens)
         if tokens and reading.first_token:
             terms.append(f"{tokens[-1]} {reading.first_token}")
         word_hashes.extend((_hashes(terms), reading.word_terms))
         word_lengths.append(len(terms) + len(reading.word_terms))
-        grams = [_public_word_ngrams(word) for word in head.split()]
-        grams.append(reading.char_terms)
-        char_hashes.extend(grams)
-        char_lengths.append(sum(len(g) for g in grams))
+        char_hashes.extend((head_grams[start:start + grams], reading.char_terms))
+        char_lengths.append(grams + len(reading.char_terms))
+        start += grams
     return [reading.vector for reading in readings], _Slots(
         len(slots),
         tuple(np.concatenate(hashes) if hashes else _NO_TERMS
@@ -574,7 +566,8 @@ def _memories_analysed(memories: list[MemoryCard], vocabulary: Vocabulary
             concepts = _memory_concepts(memory, vocabulary)
             document = " ".join([_memory_words(memory), *_describe_tags(concepts, vocabulary)])
             analysed = _Analysed(_weighted(concepts, vocabulary),
-                                 tuple(_terms(analyze(document)) for analyze in _ANALYZERS))
+                                 (_terms(_hashes(_WORD_ANALYZER(document))),
+                                  _terms(char_ngram_hashes([document])[0])))
             _read_only(*(array for pair in analysed.terms for array in pair))
             cache.put(keys[i], analysed)
             found[i] = analysed
@@ -595,10 +588,6 @@ def _tfidf_similarity(left: _Slots, right: _Side) -> np.ndarray:
     then the two similarities averaged. Worked out from the terms by a compiled function
     (recommender/pairing_kernel.py); tests/test_prompts.py holds it to scikit-learn's
     TfidfTransformer and normalize, which took 0.6 ms a call on a session's 40 documents."""
-    # Loaded on first use (a second or so, most of it Numba's own import), so commands that
-    # pair nothing never load it; goodcry serve loads it before its workers start.
-    from recommender.pairing_kernel import slot_memory_cosines
-
     total = np.zeros((left.documents, right.documents))
     blocks = 0
     for hashes, lengths, theirs in zip(left.hashes, left.lengths, right.merged, strict=True):

@@ -2,8 +2,11 @@
 
 import json
 import logging
+import os
 import random
 import re
+import subprocess
+import sys
 from collections import Counter
 
 import numpy as np
@@ -13,6 +16,7 @@ from sklearn.preprocessing import normalize
 
 from recommender import prompts
 from recommender.care import AFTERCARE_STEPS
+from recommender.pairing_kernel import char_ngram_hashes
 from recommender.prompts import (
     KINDS,
     MAX_USES_PER_MEMORY,
@@ -357,19 +361,34 @@ def test_tfidf_similarity_is_scikit_learns_for_long_sessions_and_many_memories(s
     assert ours.shape == (slots, memories) and ours.max() > 0
 
 
-def test_the_words_kept_with_their_n_grams_are_only_the_catalogues():
-    vocabulary = default_vocabulary()
-    song = slot(0, "deepen", title="Dance with My Father", tags=("grief", "loss_parent"))
-    memory_scores([song], [DAD], vocabulary=vocabulary)
-    kept = prompts._public_word_ngrams.cache_info().currsize
-    # New memories with words no item has: nothing more is kept of words.
-    private = MemoryCard("p", "Quillfeather Zorbanook", "vexillium grandmotherly", (),
-                         ("Auntie Ximena",), ("Plovdiv",), None)
-    memory_scores([song], [DAD, private], vocabulary=vocabulary)
-    assert prompts._public_word_ngrams.cache_info().currsize == kept
-    # A new item's words are.
-    memory_scores([slot(1, title="Zorbanook Rhapsody")], [DAD], vocabulary=vocabulary)
-    assert prompts._public_word_ngrams.cache_info().currsize > kept
+@pytest.mark.parametrize("texts", [
+    list(AWKWARD_TITLES),
+    ["", "   ", "x", "ab abc abcd abcde abcdef", "line\u2028separator\u3000and\u00a0more",
+     "a lone \ud800 surrogate", GRAN.text, DAD.text],
+])
+def test_char_ngram_hashes_are_scikit_learns_char_wb_ngrams(texts):
+    """Each text's n-grams in scikit-learn's order and number, one hash per distinct
+    n-gram and one n-gram per hash."""
+    analyzer = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5)).build_analyzer()
+    hashes, counts = char_ngram_hashes(texts)
+    grams = [analyzer(text) for text in texts]
+    assert counts.tolist() == [len(g) for g in grams]
+    hash_of: dict[str, int] = {}
+    for gram, value in zip([g for text in grams for g in text], hashes.tolist(), strict=True):
+        assert hash_of.setdefault(gram, value) == value
+    assert len(set(hash_of.values())) == len(hash_of) > 0
+
+
+def test_a_char_ngram_hash_is_the_same_in_every_process():
+    """Unlike Python's own string hashes, which differ from process to process."""
+    script = ("import json; from recommender.pairing_kernel import char_ngram_hashes; "
+              "print(json.dumps([char_ngram_hashes(['Dad'])[0].tolist(), hash('dad')]))")
+    seen = [json.loads(subprocess.run([sys.executable, "-c", script], capture_output=True,
+                                      text=True, check=True,
+                                      env={**os.environ, "PYTHONHASHSEED": seed}).stdout)
+            for seed in ("1", "2")]
+    assert seen[0][0] == seen[1][0] == char_ngram_hashes(["Dad"])[0].tolist()
+    assert len(seen[0][0]) == 6 and seen[0][1] != seen[1][1]  # " da", "dad", "ad ", ...: 6
 
 
 def test_what_a_worker_keeps_for_matching_cannot_be_edited_by_a_request():
@@ -383,7 +402,6 @@ def test_what_a_worker_keeps_for_matching_cannot_be_edited_by_a_request():
                for pair in entry.terms for array in pair]
     arrays += [array for entry in kept if isinstance(entry, prompts._Side)
                for merged in entry.merged for array in vars(merged).values()]
-    arrays.append(prompts._public_word_ngrams("father"))
     kinds = {type(entry).__name__ for entry in kept}
     assert {"_Analysed", "_Side", "_TagsReading", "_Piece"} <= kinds
     assert len(arrays) > 10 and not any(array.flags.writeable for array in arrays)
