@@ -1,16 +1,18 @@
-"""The compiled part of memory pairing: one analyzer's TF-IDF cosine of a session's slots
-against a person's memories, worked out in one pass by Numba.
+"""The compiled parts of memory pairing, by Numba: the character n-grams of texts, hashed,
+and one analyzer's TF-IDF cosine of a session's slots against a person's memories.
 
-What it computes is what ``recommender.prompts`` describes (a TfidfVectorizer fitted on the
-session's documents alone, ``sublinear_tf``, smoothed IDF, rows scaled to length 1);
-tests/test_prompts.py holds it to scikit-learn's own numbers. Done with NumPy it took some
-fifty array calls a session, most on a few hundred values, where each call's own cost is the
-work: reading a session's slots and weighing them took 1.6-1.8 ms of a session with ten
-memories, 0.8-0.9 ms with this (BENCHMARKS.md, seventeenth round).
+What they compute is what ``recommender.prompts`` describes (scikit-learn's ``char_wb``
+n-grams; a TfidfVectorizer fitted on the session's documents alone, ``sublinear_tf``,
+smoothed IDF, rows scaled to length 1); tests/test_prompts.py holds them to
+scikit-learn's own analyzer and numbers. Done in Python and NumPy, the weighing took some
+fifty array calls a session, most on a few hundred values, where each call's own cost is
+the work, and each new word of a title was cut into n-grams in Python: reading a session's
+slots and weighing them took 1.6-1.8 ms of a session with ten memories, 0.7-0.8 ms with
+these (BENCHMARKS.md, seventeenth round).
 
-The function is compiled for its one signature when this module is imported, and kept in
-``__pycache__`` beside it: the first import after a change compiles (a few seconds), later
-ones load it.
+Each function is compiled for its one signature when this module is imported, and kept in
+``__pycache__`` beside it: the first import after a change compiles (several seconds),
+later ones load it (under a second, most of it Numba's own import).
 """
 
 from __future__ import annotations

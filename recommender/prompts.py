@@ -293,9 +293,10 @@ def _slot_document(slot: PromptSlot, description: str) -> str:
 # The matching weighs terms as a TfidfVectorizer fitted on a session's documents alone (its
 # slots' and the person's memories') weighs them, with two analyzers: words and word pairs
 # without English stop words, and character 3-5-grams within words. A term is kept as its
-# hash (Python's, the same for the whole life of a worker, where everything kept here
-# lives); two of a session's few thousand terms share a 64-bit hash about once in a trillion
-# sessions.
+# hash: a word term by Python's string hash (the same for the whole life of a worker, where
+# everything kept here lives), a character n-gram by recommender/pairing_kernel.py's hash of
+# its characters; two of a session's few thousand terms share a 64-bit hash about once in a
+# trillion sessions.
 #
 # Memories change seldom and come back every session: each memory's analysis (its weighted
 # concepts and term counts) is kept per worker, keyed by a digest of its words so nothing
@@ -305,11 +306,11 @@ def _slot_document(slot: PromptSlot, description: str) -> str:
 #
 # Items mostly come once: three in four of a session's items were new to the worker at 100k
 # items, so an item's analysis is not kept. What repeats is kept instead: what each tag and
-# each set of tags means (concepts, the words describing them and their terms) and the
-# character n-grams of the words of the catalogue's public text (a theme's keywords come
-# with every item of the theme); a session's slots' terms are put together from those in
-# one go, and a compiled function (recommender/pairing_kernel.py) weighs them against the
-# memories'. tests/test_prompts.py holds the result to scikit-learn's own vectorizers.
+# each set of tags means (concepts, the words describing them and their terms). A session's
+# slots' terms are put together from those and their heads' (title, artist, director) in
+# one go, and compiled functions (recommender/pairing_kernel.py) hash the heads' character
+# n-grams and weigh the slots against the memories. tests/test_prompts.py holds the result
+# to scikit-learn's own vectorizers.
 _WORDS = TfidfVectorizer(analyzer="word", ngram_range=(1, 2), stop_words="english",
                          token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z']+\b")
 _WORD_ANALYZER = _WORDS.build_analyzer()
