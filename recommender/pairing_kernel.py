@@ -7,7 +7,7 @@ smoothed IDF, rows scaled to length 1); tests/test_prompts.py holds them to
 scikit-learn's own analyzer and numbers. Done in Python and NumPy, the weighing took some
 fifty array calls a session, most on a few hundred values, where each call's own cost is
 the work, and each new word of a title was cut into n-grams in Python: reading a session's
-slots and weighing them took 1.6-1.8 ms of a session with ten memories, 0.7-0.8 ms with
+slots and weighing them took 1.6-1.8 ms of a session with ten memories, 0.65-0.8 ms with
 these (BENCHMARKS.md, seventeenth round).
 
 Each function is compiled for its one signature when this module is imported, and kept in
