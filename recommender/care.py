@@ -653,9 +653,11 @@ _screened: LRUCache = LRUCache(SCREENED_MEMORIES_KEPT)
 _screened_lock = threading.Lock()
 
 
-def screen_memory(title: str | None, text: str | None) -> CareVerdict:
-    """:func:`screen_texts` of a memory's title and text, kept per worker."""
-    key = hashlib.sha256(json.dumps([title, text]).encode()).digest()
+def screen_memory(title: str | None, text: str | None, *, digest: bytes | None = None
+                  ) -> CareVerdict:
+    """:func:`screen_texts` of a memory's title and text, kept per worker by a digest of
+    them, or by ``digest`` (one the caller made of the whole memory already)."""
+    key = digest or hashlib.sha256(json.dumps([title, text]).encode()).digest()
     with _screened_lock:
         verdict = _screened.get(key)
     if verdict is None:

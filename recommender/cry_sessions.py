@@ -401,10 +401,11 @@ def create_session_document(
     )
     # A memory whose words speak of self-harm is kept as written but never reopened by a prompt.
     cards = [
-        MemoryCard(id=memory_id, title=title, text=text or "", tags=tuple(tags or ()),
-                   people=tuple(people or ()), places=tuple(places or ()), when=when)
-        for memory_id, title, text, tags, people, places, when in memories
-        if not screen_memory(title, text).crisis
+        card for card in (
+            MemoryCard(id=memory_id, title=title, text=text or "", tags=tuple(tags or ()),
+                       people=tuple(people or ()), places=tuple(places or ()), when=when)
+            for memory_id, title, text, tags, people, places, when in memories)
+        if not screen_memory(card.title, card.text, digest=card.digest).crisis
     ]
     chosen = (matrix.records.at([p.row for p in plan.placements])
               if isinstance(matrix.records, ItemRecords)

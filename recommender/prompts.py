@@ -76,6 +76,14 @@ class MemoryCard:
     places: tuple[str, ...]
     when: str | None
 
+    @cached_property
+    def digest(self) -> bytes:
+        """A digest of everything the memory says: what is kept of it per worker (its
+        analysis, its risk screen) is kept by this, so nothing kept spells its words."""
+        words = json.dumps([self.title, self.text, self.tags, self.people, self.places,
+                            self.when])
+        return hashlib.sha256(words.encode()).digest()
+
 
 @dataclass(frozen=True)
 class PromptSlot:
@@ -409,9 +417,7 @@ def _analysed_cache(vocabulary: Vocabulary) -> KeptByBytes:
 
 
 def _memory_key(memory: MemoryCard) -> tuple:
-    words = json.dumps([memory.title, memory.text, memory.tags, memory.people, memory.places,
-                        memory.when])
-    return ("memory", hashlib.sha256(words.encode()).digest())
+    return ("memory", memory.digest)
 
 
 def _read_only(*arrays: np.ndarray) -> None:
