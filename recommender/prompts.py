@@ -267,10 +267,12 @@ def _memory_concepts(memory: MemoryCard, vocabulary: Vocabulary) -> set[str]:
 
 
 def _describe_tags(tags: set[str] | tuple[str, ...], vocabulary: Vocabulary) -> list[str]:
+    """The words of tags' labels (and a theme's keywords), the tags taken in sorted order: a
+    set of tags reads the same in every process, whatever order it was made in."""
     words = []
     themes = {t.id: t for t in vocabulary.themes}
     moods = {m.id: m for m in vocabulary.moods}
-    for tag in tags:
+    for tag in sorted(tags):
         if tag in moods:
             words.append(moods[tag].label)
         elif tag in themes:
@@ -504,7 +506,7 @@ def _tags_reading(tags: tuple[str, ...], vocabulary: Vocabulary) -> _TagsReading
     """A set of tags' reading, put together from each tag's piece: the description is the
     pieces' texts in turn, so its terms are the pieces' and the word pairs across them."""
     concepts = _concepts_of_tags(tags, vocabulary)
-    pieces = [_piece(tag, vocabulary) for tag in (concepts or tags)]
+    pieces = [_piece(tag, vocabulary) for tag in sorted(concepts or tags)]
     tokens = [piece.tokens for piece in pieces if piece.tokens]
     across = [f"{before[-1]} {after[0]}" for before, after in pairwise(tokens)]
     return _TagsReading(
@@ -515,12 +517,14 @@ def _tags_reading(tags: tuple[str, ...], vocabulary: Vocabulary) -> _TagsReading
 
 
 def _tags_readings(slots: list[PromptSlot], vocabulary: Vocabulary) -> list[_TagsReading]:
+    """Each slot's tags' reading, kept by the tags in sorted order (an item's tags come in
+    its own order; the reading does not depend on it)."""
     cache = _analysed_cache(vocabulary)
-    keys = [("tags", slot.tags) for slot in slots]
+    keys = [("tags", tuple(sorted(slot.tags))) for slot in slots]
     found = cache.get_many(keys)
     for i, reading in enumerate(found):
         if reading is None:
-            found[i] = reading = _tags_reading(slots[i].tags, vocabulary)
+            found[i] = reading = _tags_reading(keys[i][1], vocabulary)
             _read_only(reading.word_terms, reading.char_terms)
             cache.put(keys[i], reading)
     return found

@@ -391,6 +391,32 @@ def test_a_char_ngram_hash_is_the_same_in_every_process():
     assert len(seen[0][0]) == 6 and seen[0][1] != seen[1][1]  # " da", "dad", "ad ", ...: 6
 
 
+PAIRING_IN_A_PROCESS = """
+import json
+from recommender.prompts import MemoryCard, PromptSlot, memory_scores
+tags = [("grief", "loss_parent", "first_love", "ageing_memory_loss"), ("loss_partner", "grief"),
+        ("first_love", "loss_parent"), ("rainy_day", "old_radio", "grief")]
+slots = [PromptSlot(i, f"item-{i}", "song", "deepen", f"Song {i}", "Someone", None, tags[i % 4])
+         for i in range(12)]
+memories = [MemoryCard("m1", "Dad", "Dad teaching me to fish before the dementia", ("dad",),
+                       ("Dad",), ("the lake",), None),
+            MemoryCard("m2", "First love", "Her letters from the summer we met and lost", (),
+                       ("Mia",), (), "2009")]
+print(json.dumps(memory_scores(slots, memories, "missing my dad").tolist()))
+"""
+
+
+def test_a_pairing_is_the_same_in_every_process():
+    """Tags are described in sorted order, so a set of tags (and what a memory's concepts
+    say) reads the same whatever a process's string hashes make of a set's order: two
+    workers pair the same session alike."""
+    scores = [subprocess.run([sys.executable, "-c", PAIRING_IN_A_PROCESS], capture_output=True,
+                             text=True, check=True, env={**os.environ, "PYTHONHASHSEED": seed}
+                             ).stdout for seed in ("1", "2", "3")]
+    assert scores[0] == scores[1] == scores[2]
+    assert max(max(row) for row in json.loads(scores[0])) > 0.3
+
+
 def test_what_a_worker_keeps_for_matching_cannot_be_edited_by_a_request():
     vocabulary = default_vocabulary()
     song = slot(0, "deepen", title="Dance with My Father", tags=("grief", "loss_parent"))
