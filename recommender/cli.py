@@ -61,8 +61,8 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
     count = prepare_store(engine, factory)
     _prepare_matrix(factory)
     engine.dispose()
-    # Memory pairing's compiled function, compiled or loaded here once: the workers start
-    # with it (they are forked from this process) instead of each loading it.
+    # Memory pairing's compiled functions, compiled or loaded here once: the workers start
+    # with them (they are forked from this process) instead of each loading them.
     import recommender.pairing_kernel  # noqa: F401
     click.echo(f"goodcry: database ready, {count} catalogue items", err=True)
 

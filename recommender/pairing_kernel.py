@@ -22,16 +22,18 @@ from numba import njit, types
 
 __all__ = ["char_ngram_hashes", "slot_memory_cosines"]
 
-# Python's string hashes are SipHash output, but mixing them once more costs nothing and
-# keeps the table even for whatever hashes come in.
+# The terms' hashes come mixed already (Python's SipHash for word terms, _gram_hash for
+# character n-grams); mixing them once more costs nothing and keeps the table even for
+# whatever hashes come in.
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
-def _array(kind):  # read-only, which a writable array passes as too
+def _array(kind):  # a read-only array type, which writable arrays pass as too
     return types.Array(kind, 1, "C", readonly=True)
 
 
-# Compiled for these types when the module is imported (not at a session's first call).
+# Compiled for these types when the module is imported (not at a session's first call);
+# like the functions below, it takes its arrays read-only, and writable ones as well.
 _SIGNATURE = types.float64[:, ::1](
     _array(types.int64), _array(types.int64),  # the slots' hashes, their lengths
     _array(types.int64), _array(types.int64),  # the memories' terms, their frequencies
@@ -171,9 +173,9 @@ _FNV_PRIME = np.uint64(0x100000001B3)
 def _gram_hash(codes, start, stop):
     value = _FNV_OFFSET
     for at in range(start, stop):
-        # The padding space before and after a word lies outside ``codes``.
-        code = np.uint64(32) if at < 0 or at >= codes.shape[0] or codes[at] == 32 else (
-            np.uint64(codes[at]))
+        # A word's padding is the space between it and its neighbour, or lies outside
+        # ``codes`` (before the first word, after the last).
+        code = np.uint64(32) if at < 0 or at >= codes.shape[0] else np.uint64(codes[at])
         value = (value ^ code) * _FNV_PRIME
     value = (value ^ (value >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     value = (value ^ (value >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
