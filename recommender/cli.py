@@ -61,8 +61,9 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
     count = prepare_store(engine, factory)
     _prepare_matrix(factory)
     engine.dispose()
-    # Memory pairing's compiled functions, compiled or loaded here once: the workers start
-    # with them (they are forked from this process) instead of each loading them.
+    # Memory pairing's compiled functions are loaded before the workers fork, so they start
+    # with them instead of each loading them (prepare_store's imports load them already;
+    # named here so that it stays so).
     import recommender.pairing_kernel  # noqa: F401
     click.echo(f"goodcry: database ready, {count} catalogue items", err=True)
 

@@ -11,20 +11,23 @@ slots and weighing them took 1.6-1.8 ms of a session with ten memories, 0.65-0.8
 these (BENCHMARKS.md, seventeenth round).
 
 Each function is compiled for its one signature when this module is imported, and kept in
-``__pycache__`` beside it: the first import after a change compiles (several seconds),
-later ones load it (under a second, most of it Numba's own import).
+``__pycache__`` beside it (or, where that cannot be written, in the user's cache folder; set
+``NUMBA_CACHE_DIR`` where neither can be): the first import after a change compiles (several
+seconds), later ones load it (under a second, most of it Numba's own import).
 """
 
 from __future__ import annotations
+
+import secrets
 
 import numpy as np
 from numba import njit, types
 
 __all__ = ["char_ngram_hashes", "slot_memory_cosines"]
 
-# The terms' hashes come mixed already (Python's SipHash for word terms, _gram_hash for
-# character n-grams); mixing them once more costs nothing and keeps the table even for
-# whatever hashes come in.
+# A term's place in a table is the top bits of its hash times this odd constant (Fibonacci
+# hashing): every bit of the hash counts, whatever hashes come in (they come well mixed:
+# SipHash, Python's for word terms and _gram_hash for character n-grams).
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -59,14 +62,14 @@ def slot_memory_cosines(hashes, lengths, used, frequency, term, tf, row, memorie
     # ``used``), then the slots' new ones. A slot's entries are together, so a term's last
     # slot says whether this slot has it already; each (slot, term) pair is kept once with
     # its count.
-    size = 16
+    size, bits = 16, 4
     while size < 2 * (known + entries):
-        size *= 2
-    mask = np.uint64(size - 1)
+        size, bits = size * 2, bits + 1
+    mask, shift = np.uint64(size - 1), np.uint64(64 - bits)
     keys = np.empty(size, dtype=np.int64)
     codes = np.full(size, -1, dtype=np.int32)
     for code in range(known):
-        place = (np.uint64(used[code]) * _MIX) & mask
+        place = (np.uint64(used[code]) * _MIX) >> shift
         while codes[place] >= 0:
             place = (place + np.uint64(1)) & mask
         codes[place] = code
@@ -84,7 +87,7 @@ def slot_memory_cosines(hashes, lengths, used, frequency, term, tf, row, memorie
         for _ in range(lengths[slot]):
             value = hashes[at]
             at += 1
-            place = (np.uint64(value) * _MIX) & mask
+            place = (np.uint64(value) * _MIX) >> shift
             while True:
                 code = codes[place]
                 if code < 0:
@@ -163,32 +166,82 @@ def slot_memory_cosines(hashes, lengths, used, frequency, term, tf, row, memorie
     return cosines
 
 
-# FNV-1a over an n-gram's code points, then SplitMix64's finaliser so that every bit of the
-# hash depends on every code point.
-_FNV_OFFSET = np.uint64(0xCBF29CE484222325)
-_FNV_PRIME = np.uint64(0x100000001B3)
+# Character n-grams are hashed by SipHash-2-4 (Aumasson and Bernstein's keyed hash, the one
+# Python's own string hashes are made of) over the n-gram's UTF-32-LE bytes, with a key
+# drawn for each process: like Python's string hashes, a kept hash says nothing of the
+# words it came from without the process's key.
+_U64 = np.uint64
 
 
-@njit(types.int64(_array(types.uint32), types.int64, types.int64), cache=True, nogil=True)
-def _gram_hash(codes, start, stop):
-    value = _FNV_OFFSET
+@njit(types.uint64(types.uint64, types.uint64), cache=True, nogil=True, inline="always")
+def _rotl(value, bits):
+    return (value << bits) | (value >> (_U64(64) - bits))
+
+
+@njit(types.UniTuple(types.uint64, 4)(types.uint64, types.uint64, types.uint64, types.uint64),
+      cache=True, nogil=True, inline="always")
+def _sip_round(v0, v1, v2, v3):
+    v0 += v1
+    v1 = _rotl(v1, _U64(13)) ^ v0
+    v0 = _rotl(v0, _U64(32))
+    v2 += v3
+    v3 = _rotl(v3, _U64(16)) ^ v2
+    v0 += v3
+    v3 = _rotl(v3, _U64(21)) ^ v0
+    v2 += v1
+    v1 = _rotl(v1, _U64(17)) ^ v2
+    v2 = _rotl(v2, _U64(32))
+    return v0, v1, v2, v3
+
+
+@njit(types.uint64(types.uint64, types.uint64, types.uint8[::1], types.int64), cache=True,
+      nogil=True)
+def _siphash24(k0, k1, data, length):
+    """SipHash-2-4 of ``data[:length]`` with the key ``k0``, ``k1`` (two 64-bit halves,
+    read little-endian from the 16 key bytes)."""
+    v0 = k0 ^ _U64(0x736F6D6570736575)
+    v1 = k1 ^ _U64(0x646F72616E646F6D)
+    v2 = k0 ^ _U64(0x6C7967656E657261)
+    v3 = k1 ^ _U64(0x7465646279746573)
+    whole = length // 8
+    for block in range(whole + 1):
+        word = _U64(length & 0xFF) << _U64(56) if block == whole else _U64(0)
+        for i in range(min(8, length - 8 * block)):
+            word |= _U64(data[8 * block + i]) << _U64(8 * i)
+        v3 ^= word
+        for _ in range(2):
+            v0, v1, v2, v3 = _sip_round(v0, v1, v2, v3)
+        v0 ^= word
+    v2 ^= _U64(0xFF)
+    for _ in range(4):
+        v0, v1, v2, v3 = _sip_round(v0, v1, v2, v3)
+    return v0 ^ v1 ^ v2 ^ v3
+
+
+@njit(types.int64(_array(types.uint32), types.int64, types.int64, types.uint64, types.uint64,
+                  types.uint8[::1]), cache=True, nogil=True)
+def _gram_hash(codes, start, stop, k0, k1, scratch):
+    """The keyed hash of the n-gram ``codes[start:stop]``, its UTF-32-LE bytes."""
+    length = 0
     for at in range(start, stop):
         # A word's padding is the space between it and its neighbour, or lies outside
         # ``codes`` (before the first word, after the last).
-        code = np.uint64(32) if at < 0 or at >= codes.shape[0] else np.uint64(codes[at])
-        value = (value ^ code) * _FNV_PRIME
-    value = (value ^ (value >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    value = (value ^ (value >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return np.int64(value ^ (value >> np.uint64(31)))
+        code = 32 if at < 0 or at >= codes.shape[0] else codes[at]
+        for i in range(4):
+            scratch[length] = (code >> (8 * i)) & 0xFF
+            length += 1
+    return np.int64(_siphash24(k0, k1, scratch, length))
 
 
 @njit(types.Tuple((types.int64[::1], types.int64[::1]))(_array(types.uint32),
-                                                        _array(types.int64)),
+                                                        _array(types.int64), types.uint64,
+                                                        types.uint64),
       cache=True, nogil=True)
-def _char_wb_hashes(codes, words):
-    """The hashes of the char_wb n-grams (3 to 5) of words written one after another with
-    a space (32) between them, ``words`` of them per text; and how many each text has."""
+def _char_wb_hashes(codes, words, k0, k1):
+    """The keyed hashes of the char_wb n-grams (3 to 5) of words written one after another
+    with a space (32) between them, ``words`` of them per text; and how many each text has."""
     out = np.empty(3 * (codes.shape[0] + 3 * (words.sum() + 1)), dtype=np.int64)
+    scratch = np.empty(4 * 5, dtype=np.uint8)
     counts = np.zeros(words.shape[0], dtype=np.int64)
     filled = 0
     start = 0
@@ -202,25 +255,31 @@ def _char_wb_hashes(codes, words):
             first, length = start - 1, stop - start + 2
             for n in range(3, 6):
                 if length <= n:
-                    out[filled] = _gram_hash(codes, first, first + length)
+                    out[filled] = _gram_hash(codes, first, first + length, k0, k1, scratch)
                     filled += 1
                     counts[text] += 1
                     break
                 for offset in range(length - n + 1):
-                    out[filled] = _gram_hash(codes, first + offset, first + offset + n)
+                    out[filled] = _gram_hash(codes, first + offset, first + offset + n, k0,
+                                             k1, scratch)
                     filled += 1
                     counts[text] += 1
             start = stop + 1
-    return out[:filled], counts
+    return out[:filled].copy(), counts  # a copy: kept hashes hold no spare buffer
 
 
 def char_ngram_hashes(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """The hashes of each text's character n-grams as scikit-learn's ``char_wb`` analyzer
     with ``ngram_range=(3, 5)`` lists them (the text lowercased, each word padded with a
     space, short words whole), all texts' one after another; and how many each text has.
-    A hash stands for the n-gram's characters alone, so the same n-gram has the same hash
-    in every text and every process."""
+    A hash stands for the n-gram's characters alone and the process's key: the same n-gram
+    has the same hash in every text of a process, and another in another process."""
     split = [text.lower().split() for text in texts]
     joined = " ".join(word for words in split for word in words)
     codes = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    return _char_wb_hashes(codes, np.array([len(words) for words in split], dtype=np.int64))
+    return _char_wb_hashes(codes, np.array([len(words) for words in split], dtype=np.int64),
+                           *_KEY)
+
+
+# This process's key for character n-gram hashes (workers forked from it share it).
+_KEY = (_U64(secrets.randbits(64)), _U64(secrets.randbits(64)))
