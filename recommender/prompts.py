@@ -283,19 +283,6 @@ def _describe_tags(tags: set[str] | tuple[str, ...], vocabulary: Vocabulary) -> 
     return words
 
 
-def _tags_description(tags: tuple[str, ...], vocabulary: Vocabulary) -> str:
-    """What an item's tags say in words (labels, and a theme's keywords)."""
-    words = _describe_tags(_concepts_of_tags(tags, vocabulary) or tags, vocabulary)
-    return " ".join(word for word in words if word)
-
-
-def _slot_document(slot: PromptSlot, description: str) -> str:
-    """The words a slot is matched by: its title, artist, director and its tags' description
-    (``_tags_description``)."""
-    return " ".join(p for p in (slot.title, slot.artist or "", slot.director or "", description)
-                    if p)
-
-
 # --------------------------------------------------------------------------------------------
 # What the matching needs of memories and slots.
 # --------------------------------------------------------------------------------------------
@@ -353,7 +340,8 @@ class _Analysed:
 @dataclass(frozen=True)
 class _TagsReading:
     """What a set of item tags means to the matching: weighted concepts, and the terms of
-    the words that describe them (``_tags_description``; see _slots_read)."""
+    the words that describe them (``_describe_tags`` of their concepts, or of the tags
+    themselves when none is known; see _slots_read)."""
 
     vector: dict[str, float]
     first_token: str  # the description's first word as the word analyzer keeps it, or ""
@@ -534,11 +522,12 @@ def _slots_read(slots: list[PromptSlot], vocabulary: Vocabulary
                 ) -> tuple[list[dict[str, float]], _Slots]:
     """The slots' weighted concepts, and their terms.
 
-    A slot's document (_slot_document) is its head (title, artist, director) and its tags'
-    description, and only the head is new to the worker. So its terms are put together from
-    the head's and the description's (kept with the tags' reading): the char_wb analyzer
-    takes n-grams within each word, and the word analyzer's terms are the two parts' own
-    and the one pair across them (the head's last kept word and the description's first).
+    A slot's document is its head (title, artist, director) and its tags' description (the
+    words of ``_describe_tags``), and only the head is new to the worker. So its terms are
+    put together from the head's and the description's (kept with the tags' reading): the
+    char_wb analyzer takes n-grams within each word, and the word analyzer's terms are the
+    two parts' own and the one pair across them (the head's last kept word and the
+    description's first).
     tests/test_prompts.py holds the sum to scikit-learn's analyzers on the whole document."""
     readings = _tags_readings(slots, vocabulary)
     heads = [" ".join(p for p in (slot.title, slot.artist or "", slot.director or "") if p)

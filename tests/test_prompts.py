@@ -283,6 +283,22 @@ GRAN = MemoryCard("gran", "Sundays at Gran's", "Grandma baking before the dement
 STOP_WORDS_ONLY = MemoryCard("the", "the", "and the of", (), (), (), None)
 
 
+def _session_documents(slots, memories, vocabulary) -> tuple[list[str], list[str]]:
+    """The whole documents the matching reads, written out: a slot's title, artist, director
+    and its tags' words (of their known concepts, else of the tags), and a memory's words
+    and its concepts' words."""
+    def tags_words(tags):
+        concepts = prompts._concepts_of_tags(tags, vocabulary)
+        return [word for word in prompts._describe_tags(concepts or tags, vocabulary) if word]
+
+    left = [" ".join(p for p in (s.title, s.artist or "", s.director or "", *tags_words(s.tags))
+                     if p) for s in slots]
+    right = [" ".join([prompts._memory_words(m),
+                       *prompts._describe_tags(prompts._memory_concepts(m, vocabulary),
+                                               vocabulary)]) for m in memories]
+    return left, right
+
+
 def _fitted_similarity(left: list[str], right: list[str]) -> np.ndarray:
     """The matching's TF-IDF similarity as scikit-learn computes it: a TfidfVectorizer per
     analyzer fitted on the session's documents, rows normalised, the two averaged."""
@@ -320,11 +336,7 @@ def test_tfidf_similarity_is_scikit_learns_on_the_session_documents(memories):
              slot(10, title="the", tags=()),
              *(slot(11 + i, title=title, tags=TAG_SETS[i % len(TAG_SETS)])
                for i, title in enumerate(AWKWARD_TITLES))]
-    left = [prompts._slot_document(s, prompts._tags_description(s.tags, vocabulary))
-            for s in slots]
-    right = [" ".join([prompts._memory_words(m),
-                       *prompts._describe_tags(prompts._memory_concepts(m, vocabulary),
-                                               vocabulary)]) for m in memories]
+    left, right = _session_documents(slots, memories, vocabulary)
     ours = prompts._tfidf_similarity(
         prompts._slots_read(slots, vocabulary)[1],
         prompts._memories_analysed(memories, vocabulary)[1])
@@ -350,11 +362,7 @@ def test_tfidf_similarity_is_scikit_learns_for_long_sessions_and_many_memories(s
                         tuple(rng.sample(tag_ids, rng.randint(0, 2))),
                         tuple(rng.sample(("Dad", "Gran", "Sam"), rng.randint(0, 2))),
                         (), None) for i in range(memories)]
-    left = [prompts._slot_document(s, prompts._tags_description(s.tags, vocabulary))
-            for s in session]
-    right = [" ".join([prompts._memory_words(m),
-                       *prompts._describe_tags(prompts._memory_concepts(m, vocabulary),
-                                               vocabulary)]) for m in cards]
+    left, right = _session_documents(session, cards, vocabulary)
     ours = prompts._tfidf_similarity(prompts._slots_read(session, vocabulary)[1],
                                      prompts._memories_analysed(cards, vocabulary)[1])
     np.testing.assert_allclose(ours, _fitted_similarity(left, right), rtol=0, atol=1e-12)
