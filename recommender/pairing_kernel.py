@@ -242,10 +242,11 @@ def _char_wb_hashes(codes, words, k0, k1):
     with a space (32) between them, ``words`` of them per text; and how many each text has."""
     out = np.empty(3 * (codes.shape[0] + 3 * (words.sum() + 1)), dtype=np.int64)
     scratch = np.empty(4 * 5, dtype=np.uint8)
-    counts = np.zeros(words.shape[0], dtype=np.int64)
+    counts = np.empty(words.shape[0], dtype=np.int64)
     filled = 0
     start = 0
     for text in range(words.shape[0]):
+        before = filled
         for _ in range(words[text]):
             stop = start
             while stop < codes.shape[0] and codes[stop] != 32:
@@ -257,14 +258,13 @@ def _char_wb_hashes(codes, words, k0, k1):
                 if length <= n:
                     out[filled] = _gram_hash(codes, first, first + length, k0, k1, scratch)
                     filled += 1
-                    counts[text] += 1
                     break
                 for offset in range(length - n + 1):
                     out[filled] = _gram_hash(codes, first + offset, first + offset + n, k0,
                                              k1, scratch)
                     filled += 1
-                    counts[text] += 1
             start = stop + 1
+        counts[text] = filled - before
     return out[:filled].copy(), counts  # a copy: kept hashes hold no spare buffer
 
 
