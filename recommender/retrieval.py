@@ -8,13 +8,13 @@ from: sad songs, films that fit the time, aftercare songs that fit the time. The
 own taste picks more: the best songs and films carrying a theme or maker they cried at or
 were moved by (read from the same inverted indexes), so on a catalogue where thousands of
 items match the asked-for mood, what they love is among the candidates, not left to chance.
-Items the person reacted to before always stay in, so their history still counts.
+Items the person reacted to before always stay in, so their history still counts. The best
+rows of each pool are found in one compiled pass (recommender/retrieval_kernel.py).
 Everything after this step (features, the ranker, the arc) runs on the candidates only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,6 +29,7 @@ from recommender.features import (
     request_vector,
 )
 from recommender.kept import KeptByBytes
+from recommender.retrieval_kernel import top_in_pool, top_of_rows, top_scored
 from recommender.session import FILM_MARGIN_S
 from recommender.tastes import Stats, liked_attributes, remembered
 from recommender.vocabulary import Vocabulary
@@ -54,52 +55,14 @@ LOVED_MAKERS = 20
 CARRIED_CACHE_BYTES = 32 * 1024 * 1024
 # A small random spread among equal priors, so ties do not always resolve the same way.
 TIE_SPREAD = 0.05
-
-
-# Pools above this size are first cut at a bar estimated from a sample (see _top): the
-# SAMPLE_RANK-th highest of a sample sized so that about BAR_MARGIN times the rows wanted
-# clear it.
-SAMPLE_ABOVE = 8_000
-SAMPLE_RANK = 32
-BAR_MARGIN = 4
+# What the songs' pool is given as its blocked rows outside a crisis: none.
+_NOTHING_BLOCKED = np.zeros(0, dtype=bool)
 
 
 def _sorted_distinct(rows: np.ndarray) -> np.ndarray:
     """``rows`` sorted, each once (``np.unique`` without its hashing, slower here)."""
     rows = np.sort(rows)
     return rows[np.concatenate(([True], rows[1:] != rows[:-1]))] if len(rows) else rows
-
-
-def _top(prior: np.ndarray, rows: np.ndarray, k: int,
-         rng: np.random.Generator | None = None,
-         member: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
-    """The ``k`` rows of highest prior among ``rows`` (sorted). A large pool is first cut
-    at a bar that a random sample says about ``BAR_MARGIN * k`` rows clear; when at least
-    ``k`` do, the top ``k`` are all among them, so the answer is the same as partitioning
-    the whole pool, for a fraction of the work. Otherwise the whole pool is partitioned:
-    that takes SAMPLE_RANK of the sample among the pool's best ``k``, where SAMPLE_RANK /
-    BAR_MARGIN = 8 are expected (a binomial tail of about 1e-10).
-
-    ``member`` says which of some rows are in the pool (a mask). With it, a pool of most of
-    the catalogue finds the rows over the bar in one pass over the whole prior, then keeps
-    its own: the same rows in the same order as gathering the pool's values first, without
-    that gather (85,000 values: 155 us)."""
-    if len(rows) <= k:
-        return rows
-    size = -(-len(rows) * SAMPLE_RANK // (BAR_MARGIN * k))
-    if len(rows) > SAMPLE_ABOVE and rng is not None and size < len(rows) // 2:
-        sample = prior[rows[rng.integers(0, len(rows), size)]]
-        bar = np.partition(sample, size - SAMPLE_RANK)[size - SAMPLE_RANK]
-        if member is not None and 2 * len(rows) > len(prior):
-            over = np.flatnonzero(prior >= bar)
-            over = over[member(over)]
-        else:
-            over = rows[prior[rows] >= bar]
-        if len(over) >= k:
-            part = np.argpartition(-prior[over], k - 1)[:k]
-            return over[part]
-    part = np.argpartition(-prior[rows], k - 1)[:k]
-    return rows[part]
 
 
 @dataclass(frozen=True)
@@ -128,10 +91,11 @@ class CarriedCache(KeptByBytes):
 @dataclass(frozen=True)
 class RetrievalIndex:
     """What retrieval reads from the catalogue, arranged once per matrix: the tag and word
-    matrices by column (inverted indexes: the rows carrying each mood, theme and word), the
-    rows of each pool the arc draws from by intensity cap (``sad_songs[c]``: the sad songs of
-    intensity at most c), the intensity term of the prior for each requested intensity, and
-    a random tie-breaking spread per row. Row numbers are kept in numpy's own index type
+    matrices by column (inverted indexes: the rows carrying each mood, theme and word), each
+    row's pool code (which tells a sad song and its intensity), the rows of the pools a
+    request also cuts by length, per intensity cap (``films[c]``: the films of intensity at
+    most c), the intensity term of the prior for each requested intensity, and a random
+    tie-breaking spread per row. Row numbers are kept in numpy's own index type
     (``np.intp``): an array indexed by 32-bit row numbers converts them on every read."""
 
     moods_by_tag: sp.csc_matrix
@@ -140,9 +104,9 @@ class RetrievalIndex:
     mood_columns: np.ndarray
     themes_by_tag: sp.csc_matrix
     text_by_term: sp.csc_matrix
-    sad_songs: dict[int, np.ndarray]
     # Per row, the pool and intensity in one byte: a sad song's intensity (1-5), a film's
-    # (not aftercare) plus FILM_CODE, 0 for the rest (one read tells whether a row fits).
+    # (not aftercare) plus FILM_CODE, 0 for the rest (one read tells whether a row fits;
+    # the sad songs, most of a catalogue, are told by it alone).
     pool_code: np.ndarray
     # The pools a request also cuts by length, shortest first (see :class:`ByLength`).
     aftercare_songs: dict[int, ByLength]
@@ -284,12 +248,10 @@ def _personal_pools(index: RetrievalIndex, prior: np.ndarray, taste: LovedAttrib
     if carried is None:
         return []
     rows = carried.rows
-    score = prior[rows] + carried.devs
     pools = []
     for ok, k in ((song_ok, PERSONAL_SONG_CANDIDATES), (film_ok, PERSONAL_FILM_CANDIDATES)):
         if ok is not None:
-            at = np.flatnonzero(ok(rows, carried.codes))
-            pools.append(rows[_top(score, at, k, rng)])
+            pools.append(rows[top_scored(prior, rows, carried.devs, ok(rows, carried.codes), k)])
     return pools
 
 
@@ -316,7 +278,6 @@ def retrieval_index(matrix: ItemMatrix) -> RetrievalIndex:
             themes_by_tag=sp.csc_matrix(matrix.themes),
             text_by_term=(matrix.text_by_term if matrix.text_by_term is not None
                           else sp.csc_matrix(matrix.text)),
-            sad_songs=by_cap(songs & ~matrix.aftercare),
             aftercare_songs=by_cap_and_length(care),
             pool_code=np.where(matrix.aftercare, 0, np.clip(intensity, 1, 5)
                                + np.where(matrix.is_film, FILM_CODE, 0)).astype(np.uint8),
@@ -383,16 +344,18 @@ def candidate_rows(
         ok = (code >= 1) & (code <= deepen_cap)
         return ok & ~matrix.has_suicide_theme[rows] if crisis else ok
 
-    songs = allowed(index.sad_songs[deepen_cap])
-    pools = [_top(prior, songs, SONG_CANDIDATES, rng, member=song_ok)]
+    # The sad songs are most of a catalogue: told by their pool code, not listed.
+    pools = [top_in_pool(prior, index.pool_code, 1, deepen_cap,
+                         matrix.has_suicide_theme if crisis else _NOTHING_BLOCKED,
+                         SONG_CANDIDATES)]
     care = allowed(index.aftercare_songs[deepen_cap].up_to(budget))
     if not len(care):  # the arc falls back to any aftercare song that fits
         care = index.all_aftercare_songs.up_to(budget)
-    pools.append(_top(prior, care, AFTERCARE_CANDIDATES, rng))
+    pools.append(top_of_rows(prior, care, AFTERCARE_CANDIDATES))
     films = (allowed(index.films[deepen_cap].up_to(budget - FILM_MARGIN_S))
              if request.include_films and not crisis else None)
     if films is not None:
-        pools.append(_top(prior, films, FILM_CANDIDATES, rng))
+        pools.append(top_of_rows(prior, films, FILM_CANDIDATES))
     if taste:
         # The best by the request and the person's taste together: on a big catalogue many
         # more items match the asked-for mood than the pools hold.

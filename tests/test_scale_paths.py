@@ -328,12 +328,13 @@ def test_candidate_retrieval_keeps_the_pools_the_arc_needs():
 
     crisis = candidate_rows(matrix, vec, request, crisis=True, rng=np.random.default_rng(1))
     assert not matrix.has_suicide_theme[crisis].any()
-    # A pool's members are told by the pool code alone (a pool of most of the catalogue is
-    # cut from the whole prior and then kept to the rows whose code fits).
+    # The sad songs' pool is told by the pool code alone: a code of 1 to ``cap`` is a song,
+    # not aftercare, of intensity at most ``cap``.
     index = retrieval_index(matrix)
     for cap in range(1, 6):
-        assert np.array_equal(index.sad_songs[cap],
-                              np.flatnonzero((index.pool_code >= 1) & (index.pool_code <= cap)))
+        assert np.array_equal(
+            np.flatnonzero(~matrix.is_film & ~matrix.aftercare & (matrix.intensity <= cap)),
+            np.flatnonzero((index.pool_code >= 1) & (index.pool_code <= cap)))
     assert not matrix.is_film[crisis].any()
     assert candidate_rows(build_item_matrix(synthetic(50), vocabulary), vec, request,
                           crisis=False) is None
@@ -399,9 +400,12 @@ def _pools_by_catalogue_arrays(index, prior, taste, song_ok, film_ok, rng):
         carries[carriers] = True
     rows = np.flatnonzero(carries)
     score = prior[rows] + bonus[rows]
-    return [rows[retrieval._top(score, np.flatnonzero(ok(rows)), k, rng)]
-            for ok, k in ((song_ok, retrieval.PERSONAL_SONG_CANDIDATES),
-                          (film_ok, retrieval.PERSONAL_FILM_CANDIDATES))]
+    pools = []
+    for ok, k in ((song_ok, retrieval.PERSONAL_SONG_CANDIDATES),
+                  (film_ok, retrieval.PERSONAL_FILM_CANDIDATES)):
+        at = np.flatnonzero(ok(rows))
+        pools.append(rows[at[np.argsort(-score[at], kind="stable")[:k]]])
+    return pools
 
 
 def test_personal_pools_add_up_what_each_row_carries():
@@ -439,7 +443,6 @@ def test_personal_pools_add_up_what_each_row_carries():
         assert len(ours) == len(expected) == 2
         for got, want in zip(ours, expected, strict=True):
             assert np.array_equal(np.sort(got), np.sort(want))
-            assert np.array_equal(got, want)
         assert len(index.carried) == 1
     carried = retrieval._carried(index, taste, np.random.default_rng(0))
     assert np.array_equal(carried.codes, index.pool_code[carried.rows])
@@ -578,38 +581,57 @@ def test_item_index_finds_many_ids_in_one_search():
     assert len(ItemIndex(np.zeros(0, dtype="S4")).rows_of(["a"])) == 0
 
 
-def test_top_candidates_cut_at_a_sampled_bar_are_the_exact_top():
-    from recommender.retrieval import SAMPLE_ABOVE, _top
+def _exact_top(values: np.ndarray, k: int) -> np.ndarray:
+    """The values of the ``k`` highest, in order (ties kept as often as they come)."""
+    return np.sort(values)[::-1][:k]
+
+
+def test_the_best_of_a_pool_are_its_exact_top_k():
+    """Each compiled top-k keeps rows whose values are exactly the k highest of its pool (any
+    of several tied at the k-th value may be kept), each row once; a pool of at most k rows
+    comes back whole."""
+    from recommender.retrieval_kernel import top_in_pool, top_of_rows, top_scored
 
     rng = np.random.default_rng(11)
-    n = SAMPLE_ABOVE * 3
-    prior = rng.random(n, dtype=np.float32)
-    rows = np.sort(rng.choice(n, size=SAMPLE_ABOVE * 2, replace=False))
-    exact = set(rows[np.argsort(-prior[rows], kind="stable")[:1000]].tolist())
-    assert set(_top(prior, rows, 1000, np.random.default_rng(1)).tolist()) == exact
-    # The sizes retrieval cuts at 100,000 items (songs, a person's loved themes), on a prior
-    # shaped like the real one: a few levels (moods matched, intensity) plus a small spread.
     big = 100_000
+    # A prior shaped like retrieval's: a few levels (moods matched, intensity) plus a small
+    # spread, and one where most rows tie at the top.
     shaped = (rng.integers(0, 4, big) * 0.25 + rng.random(big) * 0.05).astype(np.float32)
-    for size, k in ((85_000, 300), (20_000, 200), (9_000, 30)):
-        pool = np.sort(rng.choice(big, size=size, replace=False))
-        exact = set(pool[np.argsort(-shaped[pool], kind="stable")[:k]].tolist())
-        in_pool = np.zeros(big, dtype=bool)
-        in_pool[pool] = True
-        for seed in range(5):
-            assert set(_top(shaped, pool, k, np.random.default_rng(seed)).tolist()) == exact
-            # Told which rows are the pool's, a pool of most of the catalogue is cut from one
-            # pass over the whole prior: the same rows in the same order.
-            assert np.array_equal(
-                _top(shaped, pool, k, np.random.default_rng(seed), member=in_pool.__getitem__),
-                _top(shaped, pool, k, np.random.default_rng(seed)))
-    # A pool where almost everything ties at the top: the bar lets too few through only if
-    # the sample misleads, and then the whole pool is partitioned; either way k distinct rows
-    # of the highest value come back.
-    flat = np.zeros(n, dtype=np.float32)
-    flat[rows[:10]] = 1.0
-    top = _top(flat, rows, 1000, np.random.default_rng(2))
-    assert len(set(top.tolist())) == 1000 and set(rows[:10].tolist()) <= set(top.tolist())
+    flat = np.zeros(big, dtype=np.float32)
+    flat[rng.choice(big, 10, replace=False)] = 1.0
+    code = rng.integers(0, 16, big).astype(np.uint8)
+    blocked = rng.random(big) < 0.1
+    for prior in (shaped, flat):
+        for low, high, k in ((1, 5, 150), (1, 2, 300), (11, 15, 20), (3, 3, 1)):
+            for block in (np.zeros(0, dtype=bool), blocked):
+                fits = (code >= low) & (code <= high)
+                if len(block):
+                    fits &= ~block
+                got = top_in_pool(prior, code, low, high, block, k)
+                assert len(set(got.tolist())) == len(got) == k
+                assert fits[got].all()
+                assert np.array_equal(np.sort(prior[got])[::-1],
+                                      _exact_top(prior[fits], k))
+        for size, k in ((85_000, 300), (9_000, 30), (20, 30), (0, 5)):
+            pool = np.sort(rng.choice(big, size=size, replace=False)).astype(np.int64)
+            got = top_of_rows(prior, pool, k)
+            assert len(set(got.tolist())) == len(got) == min(k, size)
+            assert set(got.tolist()) <= set(pool.tolist())
+            assert np.array_equal(np.sort(prior[got])[::-1], _exact_top(prior[pool], k))
+            # Scored: the prior plus each position's own extra, among the allowed positions.
+            extra = rng.random(size).astype(np.float32)
+            allowed = rng.random(size) < 0.7
+            at = top_scored(prior, pool, extra, allowed, k)
+            score = prior[pool] + extra
+            assert len(set(at.tolist())) == len(at) == min(k, int(allowed.sum()))
+            assert allowed[at].all()
+            assert np.array_equal(np.sort(score[at])[::-1], _exact_top(score[allowed], k))
+    # Fewer fitting rows than k: all of them, whatever the prior.
+    few = np.zeros(big, dtype=np.uint8)
+    few[[5, 70, 99_999]] = 2
+    assert sorted(top_in_pool(shaped, few, 1, 5, np.zeros(0, dtype=bool), 150).tolist()) == [
+        5, 70, 99_999]
+    assert len(top_in_pool(shaped, few, 1, 5, np.zeros(0, dtype=bool), 0)) == 0
 
 
 def test_a_pool_by_length_gives_exactly_the_rows_that_fit_a_budget():
