@@ -1,5 +1,6 @@
 """Cry sessions through the API: shape, arc, time, bans, feedback, isolation."""
 
+import json
 from collections import Counter
 
 import pytest
@@ -150,3 +151,32 @@ def test_someone_elses_session_is_404_everywhere(alice, bob):
     assert_error(alice.get("/api/v1/sessions/does-not-exist"), 404)
     # alice's session is untouched
     assert alice.get(f"/api/v1/sessions/{sid}").get_json()["feedback"] is None
+
+
+def test_a_memorys_lists_reach_its_prompts_exactly_as_written(alice):
+    """A memory's people and places are read back for pairing as they were written, whatever
+    their characters (the lists are stored as JSON text and read as such)."""
+    people = ['Zoë "Nan" O\'Brien \\ 祖母 🌷']
+    places = ["la cuisine de Mémé, \u00a0Lyon"]
+    mid = alice.post("/api/v1/memories", json={
+        "title": "Nan's kitchen", "text": "She sang while baking on Sundays; I miss her",
+        "people": people, "places": places, "tags": ["grief", "loss_grandparent"]},
+    ).get_json()["id"]
+    texts = [item["prompt"]["text"]
+             for _ in range(6)
+             for item in alice.new_session(moods=["grief"], prompt="missing my grandmother",
+                                           minutes=90)["items"]
+             if item["prompt"]["memory_id"] == mid]
+    assert texts, "no prompt paired the memory"
+    named = [t for t in texts if people[0] in t or places[0].replace("\u00a0", " ") in t
+             or places[0] in t]
+    assert named, texts
+    assert alice.get(f"/api/v1/memories/{mid}").get_json()["people"] == people
+
+
+def test_memory_lists_are_read_from_their_stored_json_text():
+    from recommender.cry_sessions import _listed
+
+    for values in ([], ["Dad"], ['Zoë "Nan"', "a\\b", "祖母 🌷", "\u00a0x"], ["\ud800 alone"]):
+        assert _listed(json.dumps(values)) == tuple(values)
+    assert _listed(None) == () and _listed("null") == () and _listed("") == ()
