@@ -64,8 +64,7 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
     # Memory pairing's and retrieval's compiled functions are loaded before the workers
     # fork, so they start with them instead of each loading them (prepare_store's imports
     # load them already; named here so that it stays so).
-    import recommender.pairing_kernel  # noqa: F401
-    import recommender.retrieval_kernel  # noqa: F401
+    from recommender import pairing_kernel, retrieval_kernel  # noqa: F401
     click.echo(f"goodcry: database ready, {count} catalogue items", err=True)
 
     class GoodcryServer(BaseApplication):
