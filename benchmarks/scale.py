@@ -531,7 +531,7 @@ TIMED_PARTS = (
     ("recommender.tastes", "taste_features"),
     ("recommender.cry_sessions", "assemble"),
     ("recommender.cry_sessions", "pair_prompts"),
-    ("recommender.cry_sessions", "_shown_among"),
+    ("recommender.cry_sessions", "shown_to"),
     ("recommender.cry_sessions", "_why"),
 )
 

@@ -35,6 +35,7 @@ from recommender.prompts import MemoryCard, PromptSlot, pair_prompts
 from recommender.ranker import CryRanker
 from recommender.retrieval import narrow_to_candidates, ranking_vector
 from recommender.session import assemble
+from recommender.shown import note_session, shown_to
 from recommender.store.catalog import catalog_revision, count_items
 from recommender.store.db import one_writer
 from recommender.store.models import (
@@ -61,20 +62,6 @@ log = logging.getLogger(__name__)
 _SESSIONS, _ITEMS = CrySession.__table__, SessionItem.__table__
 _BANS_OF = Prepared(select(Ban.__table__.c.item_id)
                     .where(Ban.__table__.c.user_id == bindparam("user")))
-_SHOWN_TO = Prepared(select(_ITEMS.c.item_id).distinct()
-                     .where(_ITEMS.c.user_id == bindparam("user")))
-# One probe of the (user_id, item_id) index per asked-for item, reading that item's
-# showings to this person (a few entries side by side). Probing the catalogue's key first to
-# stop at an item's first showing costs two lookups an item where this costs one: 41 against
-# 23 us for 20 items of a person shown 889, 45 against 41 for one shown 36,501. Asked with a
-# fixed number of item slots (unused ones hold NULL, which matches nothing): the statement
-# is rendered once, where an "expanding" IN renders a new one for every length of list
-# (about 0.1 ms less a session, measured inside a session's request at 100k items).
-_SHOWN_SLOTS = 32
-_SHOWN_AMONG = Prepared(
-    select(_ITEMS.c.item_id).distinct()
-    .where(_ITEMS.c.user_id == bindparam("user"),
-           _ITEMS.c.item_id.in_([bindparam(f"id{k}") for k in range(_SHOWN_SLOTS)])))
 _JOURNAL_SINCE = Prepared(select(Feedback.__table__.c.note)
                           .where(Feedback.__table__.c.user_id == bindparam("user"),
                                  Feedback.__table__.c.updated_at >= bindparam("since"),
@@ -191,20 +178,8 @@ def _history(db: Session, user_id: str, *, with_shown: bool
     shown (only read when ``with_shown``: a ``discover`` request lifts the never-shown)."""
     stats = tastes.load_stats(db, user_id)
     bans = set(_BANS_OF.scalars(db, {"user": user_id}))
-    shown = _shown_among(db, user_id) if with_shown else None
+    shown = shown_to(db, user_id).all() if with_shown else None
     return stats, bans, shown
-
-
-def _shown_among(db: Session, user_id: str, item_ids: Sequence[str] | None = None) -> set[str]:
-    """The items (of ``item_ids``; all when None) that earlier sessions showed this person."""
-    if item_ids is None:
-        return set(_SHOWN_TO.scalars(db, {"user": user_id}))
-    ids, found = list(item_ids), set()
-    for start in range(0, len(ids), _SHOWN_SLOTS):
-        batch = ids[start:start + _SHOWN_SLOTS]
-        slots = {f"id{k}": batch[k] if k < len(batch) else None for k in range(_SHOWN_SLOTS)}
-        found.update(_SHOWN_AMONG.scalars(db, {"user": user_id, **slots}))
-    return found
 
 
 @dataclass
@@ -399,7 +374,11 @@ def create_session_document(
     if not len(matrix):
         raise InvalidInput("the catalogue is empty: import one first", code="catalog_empty")
     version, ranker = rec.model(db)
-    history = _history(db, user_id, with_shown=request.exploration == "discover")
+    stats, bans, _ = _history(db, user_id, with_shown=False)
+    # What the person was shown before (recommender/shown.py): all of it for ``discover``,
+    # else only whether each chosen item is new, asked below.
+    seen = shown_to(db, user_id)
+    history = (stats, bans, seen.all() if request.exploration == "discover" else None)
     memories = _MEMORIES_OF.all(db, {"user": user_id})
     verdict = screen_texts(request.prompt, *notes)
     # A large catalogue is narrowed to the candidates worth ranking (recommender/retrieval.py).
@@ -436,8 +415,7 @@ def create_session_document(
                            seed=int(rng.integers(0, 2**31)), crisis=verdict.crisis)
 
     # Whether each chosen item is new to the person (read before this session is stored).
-    shown = (scored.shown if scored.shown is not None
-             else _shown_among(db, user_id, [r.id for r in chosen]))
+    shown = scored.shown if scored.shown is not None else seen.among([r.id for r in chosen])
     session_id, created_at = new_id(), utcnow()
     stored_request = {
         "moods": list(request.moods), "prompt": request.prompt, "minutes": request.minutes,
@@ -471,6 +449,7 @@ def create_session_document(
             "care": care}])
         _INSERT_ITEMS.insert(db, rows)
         db.commit()
+    note_session(user_id, session_id, [record.id for record in chosen])
     # The chosen items' facts come from the matrix this session was ranked on: it holds the
     # stored catalogue at the revision read above, so they equal a later read's.
     facts = {record.id: _record_facts(record) for record in chosen}

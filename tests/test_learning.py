@@ -18,7 +18,7 @@ from recommender.cry_sessions import (
     record_feedback,
 )
 from recommender.features import SessionRequest
-from recommender.store.models import ModelVersion, PersonTaste, User
+from recommender.store.models import ModelVersion, PersonTaste, User, utcnow
 
 
 @pytest.fixture
@@ -269,38 +269,71 @@ def test_the_same_model_saved_twice_in_a_second_is_two_versions(db, rec):
     assert set(db.scalars(select(ModelVersion.version))) >= {first, second}
 
 
-def test_session_items_carry_their_person_for_the_shown_before_lookup(db, rec):
-    from recommender.cry_sessions import _shown_among
+def test_what_a_person_was_shown_follows_every_session_stored(db, rec):
+    """What each person was shown is kept per worker and follows the database: sessions
+    this worker made, sessions stored elsewhere (another worker, the ORM), a session stored
+    late with an older time behind more than LATE_SLACK newer ones, and a deleted account.
+    Each answer is checked against the database's own."""
+    from datetime import timedelta
+
+    from recommender import shown as shown_module
+    from recommender.accounts import delete_user
+    from recommender.shown import LATE_SLACK, shown_to
     from recommender.store.models import CatalogItem, CrySession, SessionItem
 
+    def stored(user_id):
+        return set(db.scalars(select(SessionItem.item_id).join(
+            CrySession, CrySession.id == SessionItem.session_id)
+            .where(CrySession.user_id == user_id)))
+
+    def elsewhere(user_id, items, when=None):
+        """A session stored without this worker's knowing (another worker's, say)."""
+        made = CrySession(user_id=user_id, model_version="x", request={}, moods=[],
+                          total_duration_s=1, care={})
+        if when is not None:
+            made.created_at = when
+        for position, item in enumerate(items, start=1):
+            made.items.append(SessionItem(position=position, item=item, phase="release",
+                                          technique="listen", prompt_text="", why=""))
+        db.add(made)
+        db.commit()
+        return made
+
     user, other = person(db), person(db, "sam")
-    first = create_session(db, rec, user, SessionRequest(moods=("grief",)), seed=2)
-    # A session item made through the ORM gets its person from its session too.
-    item = db.scalars(select(CatalogItem)).first()
-    made = CrySession(user_id=other, model_version="x", request={}, moods=[],
-                      total_duration_s=1, care={})
-    made.items.append(SessionItem(position=1, item=item, phase="release", technique="listen",
-                                  prompt_text="", why=""))
-    db.add(made)
+    catalogue = list(db.scalars(select(CatalogItem).order_by(CatalogItem.id)))
+    assert shown_to(db, user).all() == set()
+    first = ids_of(create_session(db, rec, user, SessionRequest(moods=("grief",)), seed=2))
+    assert shown_to(db, user).all() == set(first) == stored(user)
+    assert shown_to(db, user).among([*first, "not-an-item"]) == set(first)
+    assert shown_to(db, other).all() == set()
+    # Stored elsewhere, for someone else and for this person: found by the count.
+    elsewhere(other, catalogue[:1])
+    assert shown_to(db, other).all() == {catalogue[0].id} == stored(other)
+    assert shown_to(db, user).among([catalogue[0].id]) == set(first) & {catalogue[0].id}
+    outside = [item for item in catalogue if item.id not in first][:3]
+    elsewhere(user, outside)
+    assert shown_to(db, user).all() == set(first) | {i.id for i in outside} == stored(user)
+    # A session stored with an older time than LATE_SLACK + 1 newer ones this worker knows.
+    for seed in range(LATE_SLACK + 1):
+        create_session(db, rec, user, SessionRequest(moods=("longing",)), seed=seed)
+    late_item = next(i for i in catalogue if i.id not in stored(user))
+    elsewhere(user, [late_item], when=utcnow() - timedelta(days=1))
+    assert late_item.id in shown_to(db, user).all()
+    assert shown_to(db, user).all() == stored(user)
+    # Read afresh (a new worker), the same.
+    shown_module._kept = type(shown_module._kept)(shown_module.SHOWN_CACHE_BYTES)
+    assert shown_to(db, user).all() == stored(user)
+    # When this worker is up to date, only the count is read: an item's showing removed
+    # behind its back (nothing in goodcry removes one) is still known.
+    gone = db.scalars(select(SessionItem).join(CrySession).where(
+        CrySession.user_id == user)).first()
+    db.delete(gone)
     db.commit()
-    rows = db.execute(select(SessionItem.user_id, CrySession.user_id)
-                      .join(CrySession, CrySession.id == SessionItem.session_id)).all()
-    assert rows and all(mine == theirs for mine, theirs in rows)
-    shown = ids_of(first)
-    assert _shown_among(db, user, [*shown, "not-an-item"]) == set(shown)
-    assert _shown_among(db, other, shown) == ({item.id} & set(shown))
-    assert _shown_among(db, user) == set(shown)
-    # Items shown again in a later session are still each named once.
-    again = ids_of(create_session(db, rec, user, SessionRequest(moods=("grief",)), seed=2))
-    assert set(again) & set(shown)
-    assert _shown_among(db, user, [*again, *shown]) == set(again) | set(shown)
-    # Asked in batches of a fixed number of slots: a list of several batches (the whole
-    # catalogue, shown items at its start and end) and an empty one.
-    every = sorted(set(db.scalars(select(CatalogItem.id))) - set(shown))
-    every = [*shown[:1], *every, *shown[1:]]
-    assert len(every) > 3 * 32
-    assert _shown_among(db, user, every) == set(again) | set(shown)
-    assert _shown_among(db, user, []) == set()
+    assert gone.item_id in shown_to(db, user).all()
+    # A deleted account has nothing left, here too.
+    delete_user(db, user)
+    assert shown_to(db, user).all() == set()
+    assert stored(other) == shown_to(db, other).all() == {catalogue[0].id}
 
 
 def test_thompson_draws_for_unmet_attributes_follow_the_prior():

@@ -221,15 +221,14 @@ class SessionItem(Base):
     )
     why: Mapped[str] = mapped_column(Text)
     score: Mapped[float] = mapped_column(Float, default=0.0)
-    # The session's person again, so "shown to them before?" is one probe of
-    # (user_id, item_id) rather than a walk through all their sessions.
+    # The session's person again. Not indexed: what a person was shown is kept per worker
+    # (recommender/shown.py), and an index by (user_id, item_id) cost a page write per item.
     user_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
     session: Mapped[CrySession] = relationship(back_populates="items")
     item: Mapped[CatalogItem] = relationship()
 
-    __table_args__ = (UniqueConstraint("session_id", "position"),
-                      Index("ix_session_items_user_item", "user_id", "item_id"))
+    __table_args__ = (UniqueConstraint("session_id", "position"),)
 
 
 @event.listens_for(SessionItem, "before_insert")
