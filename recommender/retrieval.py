@@ -53,6 +53,10 @@ LOVED_MAKERS = 20
 # taste (see :class:`Carried`) and kept per worker up to this many bytes, least recently
 # used first out: about 140 KB a person at 100,000 items (three loved themes of ~3,700 rows).
 CARRIED_CACHE_BYTES = 32 * 1024 * 1024
+# Requests' mood and theme columns (one float32 per row each) kept per worker and catalogue up
+# to this many bytes: every combination asked of 11 moods at 100,000 items, the 12 latest at
+# 1,000,000.
+MATCH_CACHE_BYTES = 48 * 1024 * 1024
 # A small random spread among equal priors, so ties do not always resolve the same way.
 TIE_SPREAD = 0.05
 # What the songs' pool is given as its blocked rows outside a crisis: none.
@@ -121,6 +125,9 @@ class RetrievalIndex:
     maker_starts: np.ndarray
     maker_code: dict[str, int]
     carried: CarriedCache = field(default_factory=CarriedCache, compare=False, repr=False)
+    # Requests' mood and theme columns, kept by what they ask (see RequestMatch.of).
+    matches: KeptByBytes = field(default_factory=lambda: KeptByBytes(MATCH_CACHE_BYTES),
+                                 compare=False, repr=False)
 
     def rows_of_maker(self, name: str) -> np.ndarray:
         code = self.maker_code.get(name)
@@ -299,7 +306,8 @@ def request_match(matrix: ItemMatrix, vec: RequestVector) -> RequestMatch:
     """Every row's match to the request's moods, themes and words (the inverted indexes)."""
     index = retrieval_index(matrix)
     return RequestMatch.of(vec, len(matrix), index.moods_by_tag, index.themes_by_tag,
-                           index.text_by_term, mood_columns=index.mood_columns)
+                           index.text_by_term, mood_columns=index.mood_columns,
+                           kept=index.matches)
 
 
 def candidate_rows(

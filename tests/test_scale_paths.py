@@ -701,6 +701,44 @@ def test_moods_added_from_the_dense_table_equal_the_scattered_sums():
         vec, n, index.moods_by_tag, index.themes_by_tag, index.text_by_term).mood.tobytes()
 
 
+def test_requests_mood_and_theme_columns_are_kept_per_catalogue_read_only():
+    """A request's mood and theme columns are kept by the moods or themes asked and their
+    weights: the same request reads the same read-only column, equal to one worked out
+    afresh; other weights are another entry; words are worked out each time; a new
+    catalogue table starts with nothing kept."""
+    vocabulary = default_vocabulary()
+    matrix = build_item_matrix(synthetic(RETRIEVE_ABOVE + 1500), vocabulary)
+    index = retrieval_index(matrix)
+    n = len(matrix)
+    request = SessionRequest(moods=("grief", "longing"), prompt="a piece about my father",
+                             intensity=3)
+    vec = ranking_vector(request, matrix, vocabulary)
+    assert vec.themes.any() and vec.text.nnz
+    first, again = request_match(matrix, vec), request_match(matrix, vec)
+    fresh = RequestMatch.of(vec, n, index.moods_by_tag, index.themes_by_tag,
+                            index.text_by_term, mood_columns=index.mood_columns)
+    assert again.mood is first.mood and again.theme is first.theme
+    assert again.text is not first.text
+    for kept, worked in ((first.mood, fresh.mood), (first.theme, fresh.theme)):
+        assert not kept.flags.writeable and kept.tobytes() == worked.tobytes()
+    with pytest.raises(ValueError):
+        first.mood[0] = 1.0
+    # The same moods weighed alike (each half) are the same entry; weighed otherwise, not.
+    alike = dataclasses.replace(vec, moods=vec.moods * np.float32(4.0))
+    assert request_match(matrix, alike).mood is first.mood
+    uneven = vec.moods.copy()
+    uneven[np.flatnonzero(uneven)[0]] = 3.0
+    heavier = dataclasses.replace(vec, moods=uneven)
+    other = request_match(matrix, heavier)
+    assert other.mood is not first.mood
+    assert other.mood.tobytes() == RequestMatch.of(
+        heavier, n, index.moods_by_tag, index.themes_by_tag, index.text_by_term).mood.tobytes()
+    assert len(index.matches) == 3
+    rebuilt = build_item_matrix(synthetic(RETRIEVE_ABOVE + 1500), vocabulary)
+    assert len(retrieval_index(rebuilt).matches) == 0
+    assert request_match(rebuilt, vec).mood is not first.mood
+
+
 def test_requests_without_words_share_one_read_only_word_row():
     """A request with no free text reads the same empty word row as every other such
     request (built once per vocabulary width); it cannot be written through, so no request
