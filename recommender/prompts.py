@@ -319,7 +319,8 @@ _PREPROCESS, _TOKENIZE, _STOP_WORDS = (_WORDS.build_preprocessor(), _WORDS.build
                                        _WORDS.get_stop_words())
 # Kept per vocabulary, least recently used first out (sizes from the benchmark's people and
 # catalogue): a memory's analysis takes about 8 KB, a person's ten memories merged about
-# 130 KB, a set of tags' reading about 3 KB, a tag's words about 1 KB.
+# 130 KB, a set of tags' reading a few hundred bytes of its own (its tags' pieces are
+# shared), a tag's words about 1 KB.
 ANALYSED_CACHE_BYTES = 16 * 1024 * 1024
 
 
@@ -345,12 +346,19 @@ class _TagsReading:
 
     vector: dict[str, float]
     first_token: str  # the description's first word as the word analyzer keeps it, or ""
-    word_terms: np.ndarray  # the hashes of the description's words and word pairs
-    char_terms: np.ndarray  # the hashes of the description's character n-grams
+    # The hashes of the description's words and word pairs, and of its character n-grams,
+    # in parts: each tag's piece's own (shared with every set holding the tag, so a set
+    # keeps little of its own) and the word pairs across pieces.
+    word_parts: tuple[np.ndarray, ...]
+    char_parts: tuple[np.ndarray, ...]
+    word_count: int
+    char_count: int
 
     @property
     def nbytes(self) -> int:
-        return 256 + 64 * len(self.vector) + self.word_terms.nbytes + self.char_terms.nbytes
+        """What the reading holds of its own: the pieces are kept (and counted) apart."""
+        return 256 + 64 * len(self.vector) + 16 * (len(self.word_parts) + len(self.char_parts)
+                                                   ) + self.word_parts[-1].nbytes
 
 
 @dataclass(frozen=True)
@@ -497,11 +505,14 @@ def _tags_reading(tags: tuple[str, ...], vocabulary: Vocabulary) -> _TagsReading
     pieces = [_piece(tag, vocabulary) for tag in sorted(concepts or tags)]
     tokens = [piece.tokens for piece in pieces if piece.tokens]
     across = [f"{before[-1]} {after[0]}" for before, after in pairwise(tokens)]
+    across_terms = _hashes(across)
+    _read_only(across_terms)
+    word_parts = (*(piece.word_terms for piece in pieces), across_terms)
+    char_parts = tuple(piece.char_terms for piece in pieces)
     return _TagsReading(
-        _weighted(concepts, vocabulary),
-        tokens[0][0] if tokens else "",
-        np.concatenate([*(piece.word_terms for piece in pieces), _hashes(across)]),
-        np.concatenate([piece.char_terms for piece in pieces] or [_NO_TERMS]))
+        _weighted(concepts, vocabulary), tokens[0][0] if tokens else "",
+        word_parts, char_parts, sum(len(part) for part in word_parts),
+        sum(len(part) for part in char_parts))
 
 
 def _tags_readings(slots: list[PromptSlot], vocabulary: Vocabulary) -> list[_TagsReading]:
@@ -513,7 +524,6 @@ def _tags_readings(slots: list[PromptSlot], vocabulary: Vocabulary) -> list[_Tag
     for i, reading in enumerate(found):
         if reading is None:
             found[i] = reading = _tags_reading(keys[i][1], vocabulary)
-            _read_only(reading.word_terms, reading.char_terms)
             cache.put(keys[i], reading)
     return found
 
@@ -541,10 +551,12 @@ def _slots_read(slots: list[PromptSlot], vocabulary: Vocabulary
         terms = _word_terms(tokens)
         if tokens and reading.first_token:
             terms.append(f"{tokens[-1]} {reading.first_token}")
-        word_hashes.extend((_hashes(terms), reading.word_terms))
-        word_lengths.append(len(terms) + len(reading.word_terms))
-        char_hashes.extend((head_grams[start:start + grams], reading.char_terms))
-        char_lengths.append(grams + len(reading.char_terms))
+        word_hashes.append(_hashes(terms))
+        word_hashes.extend(reading.word_parts)
+        word_lengths.append(len(terms) + reading.word_count)
+        char_hashes.append(head_grams[start:start + grams])
+        char_hashes.extend(reading.char_parts)
+        char_lengths.append(grams + reading.char_count)
         start += grams
     return [reading.vector for reading in readings], _Slots(
         len(slots),

@@ -451,6 +451,8 @@ def test_what_a_worker_keeps_for_matching_cannot_be_edited_by_a_request():
                for pair in entry.terms for array in pair]
     arrays += [array for entry in kept if isinstance(entry, prompts._Side)
                for merged in entry.merged for array in vars(merged).values()]
+    arrays += [array for entry in kept if isinstance(entry, prompts._TagsReading)
+               for array in (*entry.word_parts, *entry.char_parts)]
     kinds = {type(entry).__name__ for entry in kept}
     assert {"_Analysed", "_Side", "_TagsReading", "_Piece"} <= kinds
     assert len(arrays) > 10 and not any(array.flags.writeable for array in arrays)
