@@ -50,6 +50,18 @@ _SESSIONS, _ITEMS = CrySession.__table__, SessionItem.__table__
 # created_at) index alone).
 _SESSION_COUNT = Prepared(select(func.count()).select_from(_SESSIONS)
                           .where(_SESSIONS.c.user_id == bindparam("user")))
+# Run when another worker stored sessions of the person since (with two workers, about every
+# other request): the newest sessions, each with how many there are (one statement, one
+# snapshot on PostgreSQL too), then each unknown one's items.
+_NEWEST = Prepared(
+    select(_SESSIONS.c.id,
+           select(func.count()).select_from(_SESSIONS)
+           .where(_SESSIONS.c.user_id == bindparam("user")).scalar_subquery())
+    .where(_SESSIONS.c.user_id == bindparam("user"))
+    .order_by(_SESSIONS.c.created_at.desc(), _SESSIONS.c.id.desc())
+    .limit(bindparam("newest")))
+_ITEMS_OF_SESSION = Prepared(select(_ITEMS.c.item_id)
+                             .where(_ITEMS.c.session_id == bindparam("session")))
 
 
 @dataclass
@@ -70,8 +82,8 @@ _lock = threading.Lock()
 
 
 def _items_of(db: Session, session_ids: list[str]) -> list[str]:
-    return list(db.scalars(select(_ITEMS.c.item_id)
-                           .where(_ITEMS.c.session_id.in_(session_ids))))
+    return [item_id for session_id in session_ids
+            for item_id in _ITEMS_OF_SESSION.scalars(db, {"session": session_id})]
 
 
 def _read_all(db: Session, user_id: str) -> _Shown:
@@ -93,15 +105,10 @@ def _current(db: Session, user_id: str) -> _Shown:
         if known_count == count:
             return known
         if known_count < count:
-            # The newest sessions, and how many there are, in one statement (one snapshot,
-            # on PostgreSQL too): when the known and the unknown among them make that many,
+            # When the known and the unknown among the newest make as many as there are,
             # every session is known.
-            total = select(func.count()).select_from(_SESSIONS).where(
-                _SESSIONS.c.user_id == user_id).scalar_subquery()
-            newest = db.execute(select(_SESSIONS.c.id, total)
-                                .where(_SESSIONS.c.user_id == user_id)
-                                .order_by(_SESSIONS.c.created_at.desc(), _SESSIONS.c.id.desc())
-                                .limit(count - known_count + LATE_SLACK)).all()
+            newest = _NEWEST.all(db, {"user": user_id,
+                                      "newest": count - known_count + LATE_SLACK})
             with _lock:
                 unseen = [s for s, _ in newest if s not in known.sessions]
                 complete = bool(newest) and len(known.sessions) + len(unseen) >= newest[0][1]

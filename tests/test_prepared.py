@@ -67,6 +67,8 @@ def test_reads_equal_sqlalchemys_own_for_every_prepared_statement_of_a_session(d
         (_STATS_TEXT_OF, {"user": ada.id}),
         (cry_sessions._BANS_OF, {"user": ada.id}),
         (shown._SESSION_COUNT, {"user": ada.id}),
+        (shown._NEWEST, {"user": ada.id, "newest": 5}),
+        (shown._ITEMS_OF_SESSION, {"session": session_id}),
         (cry_sessions._JOURNAL_SINCE, {"user": ada.id, "since": now - timedelta(days=1)}),
         (cry_sessions._MEMORIES_OF, {"user": ada.id}),
     ]
@@ -79,6 +81,9 @@ def test_reads_equal_sqlalchemys_own_for_every_prepared_statement_of_a_session(d
     assert accounts.user_for_token(db, token + "x") is None
     assert catalog_revision(db) >= 1
     assert shown._SESSION_COUNT.scalar(db, {"user": ada.id}) == 1
+    assert shown._NEWEST.all(db, {"user": ada.id, "newest": 5}) == [(session_id, 1)]
+    assert shown._NEWEST.all(db, {"user": ada.id, "newest": 0}) == []
+    assert sorted(shown._ITEMS_OF_SESSION.scalars(db, {"session": session_id})) == sorted(items)
     assert shown.shown_to(db, ada.id).among(asked) == {items[0], items[2]}
     assert cry_sessions._JOURNAL_SINCE.scalars(
         db, {"user": ada.id, "since": now - timedelta(days=1)}) == ["it helped"]
