@@ -108,3 +108,68 @@ def test_clients_that_never_close_cannot_run_the_worker_out_of_descriptors(datab
         finally:
             for sock in held:
                 sock.close()
+
+
+class _Recorded:
+    """A socket as gunicorn's response sees it, recording each write; it gives the request's
+    bytes to gunicorn's own parser."""
+
+    def __init__(self, request: bytes):
+        self.request, self.writes = request, []
+
+    def recv(self, size: int) -> bytes:
+        chunk, self.request = self.request[:size], self.request[size:]
+        return chunk
+
+    def sendall(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+
+    def send(self, data: bytes) -> int:
+        self.writes.append(bytes(data))
+        return len(data)
+
+
+def _respond(response_class, request: bytes, status: str, headers: list, body: list[bytes]):
+    from gunicorn.config import Config
+    from gunicorn.http.parser import RequestParser
+
+    sock = _Recorded(request)
+    config = Config()
+    req = next(iter(RequestParser(config, sock, ("127.0.0.1", 1))))
+    resp = response_class(req, sock, config)
+    resp.start_response(status, headers)
+    for part in body:
+        resp.write(part)
+    resp.close()
+    # The same bytes but for the Date header, which says when.
+    sent = b"".join(sock.writes)
+    return [w for w in sock.writes if w], b"\r\n".join(
+        line for line in sent.split(b"\r\n") if not line.startswith(b"Date: "))
+
+
+def test_a_response_goes_out_as_gunicorns_own_with_its_headers_in_the_bodys_first_write():
+    from gunicorn.http.wsgi import Response
+
+    from web.worker import HeldHeadersResponse
+
+    get = b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n"
+    cases = [
+        (get, "200 OK", [("Content-Type", "application/json"), ("Content-Length", "11")],
+         [b"hello", b" world"]),
+        (get, "201 CREATED", [("Content-Length", "2")], [b"{}"]),
+        (get, "204 NO CONTENT", [], []),
+        (get, "200 OK", [("Content-Type", "text/plain")], [b"chunk one", b"chunk two"]),
+        (b"HEAD /healthz HTTP/1.1\r\nHost: a\r\n\r\n", "200 OK", [("Content-Length", "5")],
+         [b"hello"]),
+        (get, "200 OK", [("Content-Length", "0")], [b""]),
+    ]
+    for request, status, headers, body in cases:
+        theirs, their_bytes = _respond(Response, request, status, headers, body)
+        ours, our_bytes = _respond(HeldHeadersResponse, request, status, headers, body)
+        assert our_bytes == their_bytes, (status, headers)
+        if headers and headers[-1] == ("Content-Length", "11"):
+            # gunicorn's: the headers, then each part; ours: the headers with the first.
+            assert len(theirs) == 3 and len(ours) == 2
+            assert ours[0].startswith(b"HTTP/1.1 200 OK") and ours[0].endswith(b"\r\n\r\nhello")
+    one = _respond(HeldHeadersResponse, get, "201 CREATED", [("Content-Length", "2")], [b"{}"])
+    assert len(one[0]) == 1 and one[0][0].endswith(b"\r\n\r\n{}")
