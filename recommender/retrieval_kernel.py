@@ -11,6 +11,9 @@ five pools a session).
 
 Which of several rows tied at the ``k``-th value are kept is not specified (as with
 ``numpy.argpartition``); tests/test_scale_paths.py holds every function to an exact sort.
+The three functions each write out the same fill-then-replace loop: with the step shared as
+a compiled helper they took 25-40% longer (61 against 43 us for the songs' pool at 100,000
+rows), the helper's call sitting in the loop every row passes through.
 
 Each function is compiled for its one signature when this module is imported and kept in
 ``__pycache__`` beside it, as ``recommender.pairing_kernel``'s are (``NUMBA_CACHE_DIR`` where
