@@ -269,7 +269,7 @@ def test_the_same_model_saved_twice_in_a_second_is_two_versions(db, rec):
     assert set(db.scalars(select(ModelVersion.version))) >= {first, second}
 
 
-def test_what_a_person_was_shown_follows_every_session_stored(db, rec):
+def test_what_a_person_was_shown_follows_every_session_stored(db, rec, monkeypatch):
     """What each person was shown is kept per worker and follows the database: sessions
     this worker made, sessions stored elsewhere (another worker, the ORM), a session stored
     late with an older time behind more than LATE_SLACK newer ones, and a deleted account.
@@ -321,7 +321,8 @@ def test_what_a_person_was_shown_follows_every_session_stored(db, rec):
     assert late_item.id in shown_to(db, user).all()
     assert shown_to(db, user).all() == stored(user)
     # Read afresh (a new worker), the same.
-    shown_module._kept = type(shown_module._kept)(shown_module.SHOWN_CACHE_BYTES)
+    monkeypatch.setattr(shown_module, "_kept",
+                        type(shown_module._kept)(shown_module.SHOWN_CACHE_BYTES))
     assert shown_to(db, user).all() == stored(user)
     # When this worker is up to date, only the count is read: an item's showing removed
     # behind its back (nothing in goodcry removes one) is still known.
