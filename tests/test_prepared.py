@@ -4,14 +4,16 @@ SQLite and on PostgreSQL (whichever store the tests run on)."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import pytest
-from sqlalchemy import Float, Integer, bindparam, cast, insert, select
+from sqlalchemy import Float, Integer, Text, bindparam, cast, insert, select
 
 from recommender import accounts, cry_sessions, shown
 from recommender.store.catalog import _REVISION, catalog_revision
-from recommender.store.db import make_engine, make_session_factory
+from recommender.store.db import json_text, make_engine, make_session_factory
 from recommender.store.models import CatalogItem, CrySession, Feedback, Memory, User, new_id
 from recommender.store.prepared import NotPreparable, Prepared
 from recommender.tastes import _STATS_TEXT_OF
@@ -190,3 +192,39 @@ def test_numbers_come_back_as_numbers_on_every_database(db):
                            cast(bindparam("n", type_=Integer), Integer).label("n")))
     assert half.first(db, {"x": 2.5, "n": 7}) == (2.5, 7)
     assert half.first(db, {"x": 0.25, "n": 0}) == (0.25, 0)  # the second run, as made
+
+
+def test_json_columns_are_stored_as_orjson_writes_them_and_read_back_as_given(db):
+    """The engine's JSON columns are written by json_text (orjson), through the ORM and
+    through a prepared insert alike, and read back to the values given."""
+    user = _person(db)
+    request = {"prompt": "Nan's kitchen, 台所, the radio 🌧", "minutes": 45, "films": False,
+               "nested": {"weights": [0.5, 1.25], "none": None}}
+    care = {"crisis": False, "message": "Drink some water — slowly."}
+    by_orm = CrySession(user_id=user.id, model_version="v", request=request, moods=["grief"],
+                        themes=[], total_duration_s=60, care=care)
+    db.add(by_orm)
+    db.commit()
+    prepared_id = new_id()
+    cry_sessions._INSERT_SESSION.insert(db, [{
+        "id": prepared_id, "user_id": user.id, "created_at": datetime.now(UTC),
+        "model_version": "v", "request": request, "moods": ["grief", "longing"],
+        "themes": ["loss"], "total_duration_s": 60, "care": care}])
+    db.commit()
+    sessions = CrySession.__table__
+    for session_id in (by_orm.id, prepared_id):
+        row = db.execute(select(sessions.c.request, sessions.c.care, cast(sessions.c.request,
+                                                                         Text))
+                         .where(sessions.c.id == session_id)).one()
+        assert (row[0], row[1]) == (request, care)
+        # The stored text is orjson's (compact, UTF-8), not the standard library's.
+        assert row[2] == orjson.dumps(request).decode() != json.dumps(request)
+
+
+def test_json_text_falls_back_to_the_standard_library_for_what_orjson_refuses():
+    lone = {"prompt": "half a pair \ud83d"}
+    assert json_text(lone) == json.dumps(lone)  # escaped; orjson refuses the lone half
+    assert json.loads(json_text({1: "one"})) == {"1": "one"}  # a key that is not a string
+    with pytest.raises(TypeError):  # refused by both, as before
+        json_text({"when": datetime.now(UTC)})
+    assert json_text(["é", 1.5, None, True]) == '["é",1.5,null,true]'

