@@ -25,6 +25,7 @@ from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pandas as pd
 from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -80,9 +81,12 @@ class MemoryCard:
     def digest(self) -> bytes:
         """A digest of everything the memory says: what is kept of it per worker (its
         analysis, its risk screen) is kept by this, so nothing kept spells its words."""
-        words = json.dumps([self.title, self.text, self.tags, self.people, self.places,
-                            self.when])
-        return hashlib.sha256(words.encode()).digest()
+        fields = [self.title, self.text, self.tags, self.people, self.places, self.when]
+        try:  # orjson: a fifth of the standard library's time
+            words = orjson.dumps(fields)
+        except orjson.JSONEncodeError:  # a lone surrogate, which the standard library escapes
+            words = b"\0" + json.dumps(fields).encode()
+        return hashlib.sha256(words).digest()
 
 
 @dataclass(frozen=True)

@@ -475,3 +475,19 @@ def test_a_changed_memory_is_analysed_again_and_the_kept_analyses_hold_no_text()
     text = repr(list(kept.keys())) + repr(list(kept.values()))
     assert "uokka" not in text.lower() and "nothing much" not in text
     assert any(key[0] == "memory" and isinstance(key[1], bytes) for key in kept)
+
+
+def test_a_memorys_digest_tells_every_change_apart_and_takes_any_text():
+    base = MemoryCard("m", "Nan's kitchen", "the radio on", ("grief",), ("Nan",), (), None)
+    variants = [
+        MemoryCard("m", "Nan's kitchen", "the radio on", ("grief",), ("Nan",), (), "1998"),
+        MemoryCard("m", "Nan's kitchen", "the radio on", (), ("Nan",), ("grief",), None),
+        MemoryCard("m", "Nan's kitchen ", "the radio on", ("grief",), ("Nan",), (), None),
+        MemoryCard("m", "Nan's kitchen", "the radio on \ud83d", ("grief",), ("Nan",), (), None),
+        MemoryCard("m", "Nan's kitchen", "the radio on \\ud83d", ("grief",), ("Nan",), (), None),
+    ]
+    digests = [card.digest for card in (base, *variants)]
+    assert len(set(digests)) == len(digests)
+    # The id is not what the memory says: the same words, the same digest.
+    same = MemoryCard("other", "Nan's kitchen", "the radio on", ("grief",), ("Nan",), (), None)
+    assert same.digest == base.digest
