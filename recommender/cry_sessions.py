@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -360,6 +361,20 @@ def _listed(stored: str | None) -> tuple[str, ...]:
     return tuple(values or ())
 
 
+_generators = threading.local()
+
+
+def _thread_generator() -> np.random.Generator:
+    """This thread's random generator, seeded from the system's entropy once per thread and
+    process (a forked worker makes its own: a copy of its parent's would draw the same).
+    ``np.random.default_rng()`` gathers fresh entropy and hashes it at every call, 9 us, which
+    a session paid twice."""
+    held = getattr(_generators, "held", None)
+    if held is None or held[0] != os.getpid():
+        held = _generators.held = (os.getpid(), np.random.default_rng())
+    return held[1]
+
+
 def create_session_document(
     db: Session, rec: Recommender, user_id: str, request: SessionRequest, *, seed: int | None = None
 ) -> dict:
@@ -383,9 +398,13 @@ def create_session_document(
     verdict = screen_texts(request.prompt, *notes)
     # A large catalogue is narrowed to the candidates worth ranking (recommender/retrieval.py).
     vec = ranking_vector(request, matrix, vocabulary)
+    # Without a seed, retrieval and scoring draw from this thread's generator; with one,
+    # each makes its own from it (the same session for the same seed, as before).
+    drawn = _thread_generator() if seed is None else None
     matrix = narrow_to_candidates(matrix, request, vocabulary, stats=history[0],
-                                  crisis=verdict.crisis, seed=seed, vec=vec)
-    rng = np.random.default_rng(seed)
+                                  crisis=verdict.crisis, seed=seed if drawn is None else drawn,
+                                  vec=vec)
+    rng = np.random.default_rng(seed) if drawn is None else drawn
     scored = score_catalogue(db, matrix, ranker, vocabulary, user_id, request, rng, vec=vec,
                              history=history)
     scores, vec = scored.scores, scored.vec

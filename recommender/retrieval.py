@@ -409,11 +409,13 @@ def reacted_rows(matrix: ItemMatrix, stats: Stats) -> np.ndarray:
 
 def narrow_to_candidates(
     matrix: ItemMatrix, request: SessionRequest, vocabulary: Vocabulary, *,
-    stats: Stats, crisis: bool, seed: int | None = None, vec: RequestVector | None = None,
+    stats: Stats, crisis: bool, seed: int | np.random.Generator | None = None,
+    vec: RequestVector | None = None,
 ) -> ItemMatrix:
     """``matrix`` itself when small; else a matrix of the candidates for this request and
     person (``stats``: their taste), always including the items this person reacted to
-    before. ``vec`` is the request's :func:`ranking_vector` when the caller has it already."""
+    before. ``vec`` is the request's :func:`ranking_vector` when the caller has it already;
+    ``seed`` seeds the draws, or is the generator to draw from."""
     if len(matrix) <= RETRIEVE_ABOVE:
         return matrix
     vec = vec if vec is not None else ranking_vector(request, matrix, vocabulary)

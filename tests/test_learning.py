@@ -437,3 +437,30 @@ def test_exploration_stays_within_what_the_person_asked_for(db, rec):
     assert np.mean(in_mood) >= 0.9
     assert np.mean(about_parent) >= 0.15
     assert np.mean(paired) >= 0.85
+
+
+def test_unseeded_sessions_draw_from_one_generator_per_thread_and_process():
+    import os
+    import threading
+
+    from recommender import cry_sessions
+
+    mine = cry_sessions._thread_generator()
+    assert cry_sessions._thread_generator() is mine
+    theirs = []
+    thread = threading.Thread(target=lambda: theirs.append(cry_sessions._thread_generator()))
+    thread.start()
+    thread.join()
+    assert theirs[0] is not mine
+    # A forked worker makes its own: with its parent's copy, its first draws would be the
+    # parent's next ones.
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write_end, cry_sessions._thread_generator().bytes(16))
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read_end, 16)
+    os.close(read_end)
+    os.close(write_end)
+    assert len(child) == 16 and child != mine.bytes(16)
