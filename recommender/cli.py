@@ -61,10 +61,10 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
     count = prepare_store(engine, factory)
     _prepare_matrix(factory)
     engine.dispose()
-    # Memory pairing's and retrieval's compiled functions are loaded before the workers
-    # fork, so they start with them instead of each loading them (prepare_store's imports
-    # load them already; named here so that it stays so).
-    from recommender import pairing_kernel, retrieval_kernel  # noqa: F401
+    # Memory pairing's, retrieval's and the arc's compiled functions are loaded before the
+    # workers fork, so they start with them instead of each loading them (prepare_store's
+    # imports load them already; named here so that it stays so).
+    from recommender import arc_kernel, pairing_kernel, retrieval_kernel  # noqa: F401
     click.echo(f"goodcry: database ready, {count} catalogue items", err=True)
 
     class GoodcryServer(BaseApplication):

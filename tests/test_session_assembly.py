@@ -103,17 +103,126 @@ def test_never_two_versions_of_one_title_and_no_era_dominates():
     assert len(songs) >= 8 and len(nineties) <= len(songs) / 2 + 1
 
 
-def test_ranked_blocks_walk_the_finite_rows_by_value_then_position():
-    from recommender.session import _ranked_blocks
+def _reference_arc(m, scores, *, minutes, intensity, include_films, crisis, banned_rows):
+    """The arc's rules as recommender.session.assemble states them, walked row by row in
+    Python over one stable sort per phase: what the compiled walk must equal."""
+    from recommender.session import CRISIS_SHARE, FILM_MARGIN_S, PHASE_SHARE
+    from recommender.tastes import taste_attributes
 
-    rng = np.random.default_rng(8)
-    for n, head in ((40, 256), (600, 16), (5000, 256)):
-        # Few distinct values (many ties) and some refused rows (-inf).
-        adjusted = rng.integers(0, 7, n).astype(np.float64) / 4 - 1
-        adjusted[rng.random(n) < 0.2] = -np.inf
-        rows = rng.permutation(10 * n)[:n]
-        walked = np.concatenate(list(_ranked_blocks(rows, adjusted, head=head)))
-        finite = [i for i in range(n) if np.isfinite(adjusted[i])]
-        expected = rows[sorted(finite, key=lambda i: (-adjusted[i], i))]
-        np.testing.assert_array_equal(walked, expected)
+    attrs = taste_attributes(m)
+    n, budget = len(m), minutes * 60
+    cap = 2 if crisis else intensity
+    deepen_cap = cap if crisis or intensity < 3 else min(5, intensity + 1)
+    allowed = [i not in banned_rows and m.intensity[i] <= deepen_cap
+               and not (crisis and m.has_suicide_theme[i]) for i in range(n)]
+    era_cap = max(3, int(0.5 * budget / 240))
+    chosen, makers, eras, titles = set(), {}, {}, set()
 
+    def take(row):
+        chosen.add(row)
+        if m.maker[row]:
+            makers[m.maker[row]] = makers.get(m.maker[row], 0) + 1
+        titles.add(int(attrs.title_code[row]))
+        if attrs.era_code[row]:
+            eras[attrs.era_code[row]] = eras.get(attrs.era_code[row], 0) + 1
+
+    def best(rows):
+        return max(rows, key=lambda r: (scores[r], -r))
+
+    fits = [i for i in range(n)
+            if m.aftercare[i] and not m.is_film[i] and m.duration_s[i] <= budget]
+    care = ([i for i in fits if allowed[i] and m.intensity[i] <= 2]
+            or [i for i in fits if allowed[i]] or fits)
+    if not care:
+        return None
+    care_row = best(care)
+    take(care_row)
+    remaining = budget - int(m.duration_s[care_row])
+    placed = {"settle": [], "deepen": [], "release": []}
+    if include_films and not crisis:
+        films = [i for i in range(n) if allowed[i] and not m.aftercare[i] and m.is_film[i]
+                 and m.duration_s[i] <= remaining - FILM_MARGIN_S]
+        if films:
+            film = best(films)
+            take(film)
+            remaining -= int(m.duration_s[film])
+            placed["deepen"].append(film)
+    songs = [i for i in range(n) if allowed[i] and not m.aftercare[i] and not m.is_film[i]]
+    song_budget, carry = remaining, 0
+    for phase, share in (CRISIS_SHARE if crisis else PHASE_SHARE).items():
+        phase_budget = int(song_budget * share) + carry
+        target = {"deepen": intensity + (0.5 if intensity >= 3 else 0.0),
+                  "settle": max(1.0, intensity - 1.5)}.get(phase, max(1.0, intensity - 1.0))
+        phase_cap = deepen_cap if phase == "deepen" else cap
+        walk = []
+        for i in songs:
+            value = scores[i] - np.float64(np.float32(0.35) * np.abs(
+                np.float32(m.intensity[i]) - np.float32(target)))
+            if m.intensity[i] <= phase_cap and np.isfinite(value):
+                walk.append((-value, i))
+        spent = 0
+        for _, row in sorted(walk):
+            length = int(m.duration_s[row])
+            if (row in chosen or length > phase_budget - spent or length > remaining
+                    or (m.maker[row] and makers.get(m.maker[row], 0) >= 2)
+                    or int(attrs.title_code[row]) in titles
+                    or (attrs.era_code[row] and eras.get(attrs.era_code[row], 0) >= era_cap)):
+                continue
+            take(row)
+            spent += length
+            remaining -= length
+            placed[phase].append(row)
+            if phase_budget - spent < 90:
+                break
+        carry = phase_budget - spent
+    climb = sorted(placed["settle"], key=lambda r: (bool(m.is_film[r]),
+                                                     float(m.intensity[r]), -scores[r]))
+    climb += sorted(placed["deepen"], key=lambda r: (bool(m.is_film[r]),
+                                                      float(m.intensity[r]), -scores[r]))
+    down = sorted(placed["release"], key=lambda r: (-float(m.intensity[r]), -scores[r]))
+    return ([(r, "settle") for r in climb[:len(placed["settle"])]]
+            + [(r, "deepen") for r in climb[len(placed["settle"]):]]
+            + [(r, "release") for r in down] + [(care_row, "aftercare")])
+
+
+def _random_catalogue(rng, n_songs):
+    records = []
+    for i in range(n_songs):
+        records.append(ItemRecord(
+            id=f"s{i}", kind="song", title=f"Song {rng.integers(0, n_songs // 2 + 1)}",
+            artist=f"Artist {rng.integers(0, max(2, n_songs // 6))}", director=None,
+            year=int(rng.choice([0, 1975, 1994, 2003, 2019])),
+            duration_s=int(rng.integers(120, 420)), intensity=int(rng.integers(1, 6)),
+            aftercare=bool(rng.random() < 0.08),
+            tags=("grief", "loss") if rng.random() < 0.05 else ("grief",)))
+    for i in range(int(rng.integers(0, 4))):
+        records.append(ItemRecord(
+            id=f"f{i}", kind="film", title=f"Film {i}", artist=None, director=f"Dir {i % 2}",
+            year=2001, duration_s=int(rng.integers(4800, 8400)), intensity=int(rng.integers(2, 6)),
+            aftercare=False, tags=("grief",)))
+    return build_item_matrix(records, default_vocabulary())
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_compiled_walk_equals_the_rules_walked_row_by_row(seed):
+    rng = np.random.default_rng(seed)
+    # The last catalogue has more songs than the walk sorts at first (RANKED_HEAD = 256,
+    # sorted first past 4 x 256): its tail is sorted only when a phase gets that far.
+    m = _random_catalogue(rng, (60, 200, 400, 700, 900, 1500)[seed])
+    for case in range(25):
+        # Scores with many ties, now and then one far ahead.
+        scores = rng.integers(0, 6, len(m)).astype(np.float64) / 5
+        scores[rng.random(len(m)) < 0.02] += 3
+        args = {"minutes": int(rng.choice([5, 20, 45, 90, 150, 240])),
+                "intensity": int(rng.integers(1, 6)), "include_films": bool(rng.random() < 0.7),
+                "crisis": bool(rng.random() < 0.2),
+                "banned_rows": set(rng.choice(len(m), int(rng.integers(0, 20))).tolist())}
+        expected = _reference_arc(m, scores, **args)
+        if expected is None:
+            with pytest.raises(ValueError, match="no aftercare song fits"):
+                assemble(m, scores, **args)
+            continue
+        plan = assemble(m, scores, **args)
+        assert [(p.row, p.phase) for p in plan.placements] == expected, (seed, case, args)
+        assert [p.score for p in plan.placements] == [float(scores[r]) for r, _ in expected]
+        assert plan.total_duration_s == sum(int(m.duration_s[r]) for r, _ in expected)
