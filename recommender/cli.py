@@ -61,10 +61,15 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
     count = prepare_store(engine, factory)
     _prepare_matrix(factory)
     engine.dispose()
-    # Memory pairing's, retrieval's and the arc's compiled functions are loaded before the
-    # workers fork, so they start with them instead of each loading them (prepare_store's
-    # imports load them already; named here so that it stays so).
-    from recommender import arc_kernel, pairing_kernel, retrieval_kernel  # noqa: F401
+    # The compiled functions (memory pairing's, retrieval's, the taste's, the arc's) are
+    # loaded before the workers fork, so they start with them instead of each loading them
+    # (prepare_store's imports load them already; named here so that it stays so).
+    from recommender import (  # noqa: F401
+        arc_kernel,
+        pairing_kernel,
+        retrieval_kernel,
+        taste_kernel,
+    )
     click.echo(f"goodcry: database ready, {count} catalogue items", err=True)
 
     class GoodcryServer(BaseApplication):

@@ -757,3 +757,22 @@ def test_requests_without_words_share_one_read_only_word_row():
     assert worded.text is not a.text and worded.text.nnz > 0
     assert np.array_equal(worded.text.toarray(),
                           matrix.vectorizer.transform(["a piece about grief"]).toarray())
+
+
+@pytest.mark.parametrize("index_type", [np.int32, np.int64])
+def test_the_compiled_cut_equals_scipys_rows_and_leaves_its_scratch_clean(index_type):
+    from recommender import taste_kernel
+
+    rng = np.random.default_rng(5)
+    table = sp.random(400, 3000, density=0.004, format="csr", random_state=6)
+    table.indptr, table.indices = (table.indptr.astype(index_type),
+                                   table.indices.astype(index_type))
+    for rows in (np.array([], dtype=np.int64), np.array([7]), rng.choice(400, 90, replace=False),
+                 np.arange(400), np.array([3, 3, 1])):
+        starts, columns, used, at = taste_kernel.cut_rows(table.indptr, table.indices, 3000,
+                                                          rows)
+        expected = table[rows]
+        assert np.array_equal(used, np.unique(expected.indices))
+        cut = sp.csr_matrix((table.data[at], columns, starts), shape=(len(rows), len(used)))
+        assert np.array_equal(cut.toarray(), expected[:, used].toarray())
+        assert (taste_kernel._scratch.arrays[3000] == -1).all()
