@@ -312,8 +312,6 @@ def _why(
     is ``np.argsort(-contributions)`` (the caller sorts every chosen item's at once).
     """
     reasons: list[str] = []
-    matched_moods = [vocabulary.label(t) for t in rec.tags if t in vec.mood_ids]
-    matched_themes = [vocabulary.label(t) for t in rec.tags if t in vec.theme_ids]
     item_keys: list[str] | None = None
     for j in order[:3]:
         if contributions[j] <= 0.05:
@@ -327,10 +325,12 @@ def _why(
                                    item_keys)
             if reason:
                 reasons.append(reason)
-        elif name == "mood_match" and matched_moods:
-            reasons.append("matches " + " and ".join(f"'{m.lower()}'" for m in matched_moods[:2]))
-        elif name == "theme_match" and matched_themes:
-            reasons.append("about " + " and ".join(t.lower() for t in matched_themes[:2]))
+        elif name == "mood_match" and (matched := [
+                vocabulary.label(t) for t in rec.tags if t in vec.mood_ids]):
+            reasons.append("matches " + " and ".join(f"'{m.lower()}'" for m in matched[:2]))
+        elif name == "theme_match" and (matched := [
+                vocabulary.label(t) for t in rec.tags if t in vec.theme_ids]):
+            reasons.append("about " + " and ".join(t.lower() for t in matched[:2]))
         elif name == "text_match" and contributions[j] > 0.1:
             reasons.append("close to the words you wrote")
         elif name == "intensity_fit" and not reasons:

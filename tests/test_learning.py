@@ -464,3 +464,35 @@ def test_unseeded_sessions_draw_from_one_generator_per_thread_and_process():
     os.close(read_end)
     os.close(write_end)
     assert len(child) == 16 and child != mine.bytes(16)
+
+
+def test_why_names_the_asked_moods_and_themes_an_item_matches():
+    from types import SimpleNamespace
+
+    from recommender.cry_sessions import _why
+    from recommender.features import PAIR_FEATURES, ItemRecord
+    from recommender.vocabulary import default_vocabulary
+
+    vocabulary = default_vocabulary()
+    record = ItemRecord(id="x", kind="song", title="Song", artist="A", director=None,
+                        year=2000, duration_s=200, intensity=3, aftercare=False,
+                        tags=("grief", "longing", "loss_parent"))
+    vec = SimpleNamespace(mood_ids=("grief", "longing"), theme_ids=("loss_parent",))
+
+    def why(*features: str) -> str:
+        contributions = np.zeros(len(PAIR_FEATURES))
+        for rank, name in enumerate(features):
+            contributions[PAIR_FEATURES.index(name)] = 1.0 - rank / 10
+        return _why(record, "deepen", contributions, vec, vocabulary, {}, 0.0, False,
+                    "balanced", np.argsort(-contributions).tolist())
+
+    grief, longing = vocabulary.label("grief").lower(), vocabulary.label("longing").lower()
+    theme = vocabulary.label("loss_parent").lower()
+    assert why("mood_match") == f"Matches '{grief}' and '{longing}'."
+    assert why("theme_match", "mood_match") == (
+        f"About {theme}; matches '{grief}' and '{longing}'.")
+    unmatched = SimpleNamespace(mood_ids=("anger",), theme_ids=())
+    contributions = np.zeros(len(PAIR_FEATURES))
+    contributions[PAIR_FEATURES.index("mood_match")] = 1.0
+    assert _why(record, "deepen", contributions, unmatched, vocabulary, {}, 0.0, False,
+                "balanced", np.argsort(-contributions).tolist()) == "A well-loved tear-jerker."
