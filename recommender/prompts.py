@@ -31,7 +31,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from recommender.care import AFTERCARE_STEPS
 from recommender.kept import KeptByBytes
-from recommender.pairing_kernel import char_ngram_hashes, slot_memory_cosines, term_table
+from recommender.pairing_kernel import char_ngram_hashes, slot_memory_cosines
 from recommender.paths import DATA_DIR
 from recommender.vocabulary import THEME_MOODS, Vocabulary, default_vocabulary
 
@@ -323,8 +323,8 @@ _PREPROCESS, _TOKENIZE, _STOP_WORDS = (_WORDS.build_preprocessor(), _WORDS.build
                                        _WORDS.get_stop_words())
 # Kept per vocabulary, least recently used first out (sizes from the benchmark's people and
 # catalogue): a memory's analysis takes about 8 KB, a person's ten memories merged about
-# 160 KB (their terms' tables included), a set of tags' reading a few hundred bytes of its
-# own (its tags' pieces are shared), a tag's words about 1 KB.
+# 130 KB, a set of tags' reading a few hundred bytes of its own (its tags' pieces are
+# shared), a tag's words about 1 KB.
 ANALYSED_CACHE_BYTES = 16 * 1024 * 1024
 
 
@@ -367,25 +367,19 @@ class _TagsReading:
 
 @dataclass(frozen=True)
 class _Merged:
-    """The terms of one analyzer in a person's memories, as the compiled weighing reads them
-    (recommender/pairing_kernel.py): the terms numbered by a table, in how many memories
-    each appears; the entries (a term of a memory) grouped by term, each with its memory
-    and sublinear term frequency; and per memory three sums over its entries, from which
-    its length follows for any number of documents (see ``slot_memory_cosines``)."""
+    """The terms of one analyzer in a person's memories: the terms, and in how many
+    memories each appears; per entry (a term of a memory), the term, its sublinear term
+    frequency and the memory."""
 
-    table_keys: np.ndarray  # term_table's keys (int64)
-    table_codes: np.ndarray  # term_table's codes (int32; -1 where empty)
+    used: np.ndarray  # the term hashes (int64)
     frequency: np.ndarray  # memories listing each term (int64)
-    starts: np.ndarray  # term t's entries at starts[t]:starts[t + 1] (int64)
-    row: np.ndarray  # per entry, its memory (int32)
+    term: np.ndarray  # per entry, its term's index in ``used`` (int32)
     tf: np.ndarray  # per entry, 1 + log(count)
-    sum0: np.ndarray  # per memory, the sum of tf^2
-    sum1: np.ndarray  # ... of tf^2 log(1 + frequency)
-    sum2: np.ndarray  # ... of tf^2 log(1 + frequency)^2
+    row: np.ndarray  # per entry, its memory's index (int32)
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in vars(self).values())
+        return sum(a.nbytes for a in (self.used, self.frequency, self.term, self.tf, self.row))
 
 
 @dataclass(frozen=True)
@@ -444,25 +438,15 @@ def _terms(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return columns, counts.astype(np.uint32)
 
 
-def _merge(hashes: np.ndarray, counts: np.ndarray, rows: np.ndarray, documents: int
-           ) -> _Merged:
+def _merge(hashes: np.ndarray, counts: np.ndarray, rows: np.ndarray) -> _Merged:
     """Entries (a term's hash, its count, its document; no term twice in a document) merged,
-    the terms numbered by a hash table (pandas' factorize), the entries grouped by term in
-    their order."""
-    codes, used = pd.factorize(hashes) if len(hashes) else (_NO_ROWS, _NO_TERMS)
-    frequency = np.bincount(codes, minlength=len(used))
-    order = np.argsort(codes, kind="stable")
-    starts = np.zeros(len(used) + 1, dtype=np.int64)
-    np.cumsum(frequency, out=starts[1:])
-    tf = 1.0 + np.log(counts.astype(np.float64))
-    squared = tf * tf
-    spread = np.log1p(frequency.astype(np.float64))[codes]
-    table_keys, table_codes = term_table(np.ascontiguousarray(used, dtype=np.int64))
-    return _Merged(
-        table_keys, table_codes, frequency.astype(np.int64), starts,
-        rows[order].astype(np.int32), tf[order],
-        *(np.bincount(rows, weights=squared * spread ** power, minlength=documents)
-          .astype(np.float64) for power in range(3)))  # (no entries: bincount gives ints)
+    the terms numbered by a hash table (pandas' factorize)."""
+    if not len(hashes):
+        return _Merged(_NO_TERMS, _NO_TERMS, _NO_ROWS, np.zeros(0), _NO_ROWS)
+    codes, used = pd.factorize(hashes)
+    return _Merged(used=used, frequency=np.bincount(codes, minlength=len(used)),
+                   term=codes.astype(np.int32), tf=1.0 + np.log(counts),
+                   row=rows.astype(np.int32))
 
 
 _NO_TERMS = np.zeros(0, dtype=np.int64)
@@ -476,7 +460,7 @@ def _side(documents: list[_Analysed]) -> _Side:
         lengths = [len(doc.terms[k][0]) for doc in documents]
         merged.append(_merge(np.concatenate([doc.terms[k][0] for doc in documents]),
                              np.concatenate([doc.terms[k][1] for doc in documents]),
-                             np.repeat(np.arange(len(documents)), lengths), len(documents)))
+                             np.repeat(np.arange(len(documents)), lengths)))
     return _Side(len(documents), tuple(merged))
 
 
@@ -608,7 +592,7 @@ def _memories_analysed(memories: list[MemoryCard], vocabulary: Vocabulary
     if side is None:
         side = _side(found)
         for merged in side.merged:
-            _read_only(*vars(merged).values())
+            _read_only(merged.used, merged.frequency, merged.term, merged.tf, merged.row)
         cache.put(key, side)
     return found, side
 
@@ -623,12 +607,11 @@ def _tfidf_similarity(left: _Slots, right: _Side) -> np.ndarray:
     total = np.zeros((left.documents, right.documents))
     blocks = 0
     for hashes, lengths, theirs in zip(left.hashes, left.lengths, right.merged, strict=True):
-        if not len(hashes) and not len(theirs.tf):  # nothing but stop words
+        if not len(hashes) and not len(theirs.term):  # nothing but stop words
             continue
         blocks += 1
-        total += slot_memory_cosines(hashes, lengths, theirs.table_keys, theirs.table_codes,
-                                     theirs.frequency, theirs.starts, theirs.row, theirs.tf,
-                                     theirs.sum0, theirs.sum1, theirs.sum2, right.documents)
+        total += slot_memory_cosines(hashes, lengths, theirs.used, theirs.frequency,
+                                     theirs.term, theirs.tf, theirs.row, right.documents)
     return total / blocks if blocks else total
 
 
