@@ -24,13 +24,23 @@ def _store():
 
 
 def _prepare_matrix(factory) -> None:
-    """Build a large catalogue's item matrix artefact before any worker needs it."""
+    """Build a large catalogue's item matrix artefact before any worker needs it, and read
+    its sets of tags into memory pairing's cache, which the workers then start with."""
+    from recommender.features import ItemRecords
     from recommender.matrix_cache import prepare_artefact
+    from recommender.prompts import prefill_tag_readings
     from recommender.vocabulary import default_vocabulary
 
+    vocabulary = default_vocabulary()
     with factory() as db:
-        if prepare_artefact(db, default_vocabulary()):
+        matrix = prepare_artefact(db, vocabulary)
+        if matrix is not None:
             click.echo("goodcry: item matrix ready", err=True)
+            records = matrix.records
+            read = prefill_tag_readings(
+                records.column("tags") if isinstance(records, ItemRecords)
+                else [";".join(record.tags) for record in records], vocabulary)
+            click.echo(f"goodcry: {read} sets of tags read for memory pairing", err=True)
 
 
 @click.group()

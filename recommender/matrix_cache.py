@@ -193,12 +193,12 @@ def cached_matrix(
     return load_matrix(target)
 
 
-def prepare_artefact(db: Session, vocabulary: Vocabulary, cache_dir: Path | None = None) -> bool:
+def prepare_artefact(db: Session, vocabulary: Vocabulary, cache_dir: Path | None = None
+                     ) -> ItemMatrix | None:
     """Build the current catalogue's artefact now if it is large enough to want one, so no
-    worker has to build it while serving. True when an artefact is ready."""
+    worker has to build it while serving: its matrix when an artefact is ready, else None."""
     from recommender.store.catalog import count_items
 
     if count_items(db) < PERSIST_MIN_ITEMS:
-        return False
-    cached_matrix(db, vocabulary, cache_dir or default_cache_dir())
-    return True
+        return None
+    return cached_matrix(db, vocabulary, cache_dir or default_cache_dir())

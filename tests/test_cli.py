@@ -178,3 +178,26 @@ def test_serve_shares_busy_clients_between_its_workers(database_url):
     # Kept alive, four connections opened to idle workers all went to one worker in three
     # starts of eight (and three to one in three more); shared, each does about half.
     assert min(spent.values()) >= sum(spent.values()) / 3, spent
+
+
+def test_serve_reads_a_large_catalogues_sets_of_tags_before_its_workers_fork(
+        database_url, tmp_path, monkeypatch, capsys):
+    """What `goodcry serve` prepares before forking: with a catalogue large enough for an
+    item-matrix artefact (the bar lowered to the bundled catalogue here), its sets of tags
+    are read into memory pairing's cache, which the workers then start with."""
+    from recommender import cli, matrix_cache, prompts
+    from recommender.vocabulary import default_vocabulary
+
+    monkeypatch.setenv("GOODCRY_MATRIX_CACHE", str(tmp_path / "matrices"))
+    monkeypatch.setattr(matrix_cache, "PERSIST_MIN_ITEMS", 0)
+    prompts._analysed_by_vocabulary.clear()
+    engine = make_engine(database_url)
+    try:
+        cli._prepare_matrix(make_session_factory(engine))
+    finally:
+        engine.dispose()
+    said = capsys.readouterr().err
+    read = int(said.split("goodcry: ")[-1].split()[0])
+    assert "item matrix ready" in said and read > 50
+    assert len(prompts._analysed_cache(default_vocabulary())) >= read
+    prompts._analysed_by_vocabulary.clear()

@@ -491,3 +491,48 @@ def test_a_memorys_digest_tells_every_change_apart_and_takes_any_text():
     # The id is not what the memory says: the same words, the same digest.
     same = MemoryCard("other", "Nan's kitchen", "the radio on", ("grief",), ("Nan",), (), None)
     assert same.digest == base.digest
+
+
+def _catalogue_tag_lists(db) -> list[str]:
+    from recommender.features import build_item_matrix_from_frames
+    from recommender.store.catalog import item_frames
+
+    matrix = build_item_matrix_from_frames(*item_frames(db), default_vocabulary())
+    return [";".join(record.tags) for record in matrix.records]
+
+
+def test_prefilled_tag_readings_are_the_ones_sessions_would_read(db):
+    tag_lists = _catalogue_tag_lists(db)
+    vocabulary = default_vocabulary()
+    prompts._analysed_by_vocabulary.clear()
+    read = prompts.prefill_tag_readings(tag_lists, vocabulary)
+    distinct = {tuple(sorted(t.split(";") if t else ())) for t in tag_lists}
+    assert read == len(distinct) > 50
+    cache = prompts._analysed_cache(vocabulary)
+    kept = cache.get_many([("tags", tags) for tags in sorted(distinct)])
+    assert all(reading is not None for reading in kept)
+    prompts._analysed_by_vocabulary.clear()  # the same sets, read by sessions' own path
+    for tags, reading in zip(sorted(distinct), kept, strict=True):
+        fresh = prompts._tags_readings([slot(0, tags=tags)], vocabulary)[0]
+        assert fresh.vector == reading.vector and fresh.first_token == reading.first_token
+        for ours, theirs in ((reading.word_parts, fresh.word_parts),
+                             (reading.char_parts, fresh.char_parts)):
+            assert len(ours) == len(theirs)
+            assert all(np.array_equal(a, b) for a, b in zip(ours, theirs, strict=True))
+    # Read again, nothing is new.
+    assert prompts.prefill_tag_readings(tag_lists, vocabulary) == 0
+
+
+def test_prefill_reads_the_most_common_sets_first_within_its_share(db, monkeypatch):
+    tag_lists = _catalogue_tag_lists(db)
+    vocabulary = default_vocabulary()
+    prompts._analysed_by_vocabulary.clear()
+    monkeypatch.setattr(prompts, "PREFILL_SHARE", 20_000 / prompts.ANALYSED_CACHE_BYTES)
+    read = prompts.prefill_tag_readings(tag_lists, vocabulary)
+    counts = Counter(tuple(sorted(t.split(";") if t else ())) for t in tag_lists).most_common()
+    assert 0 < read < len(counts)
+    cache = prompts._analysed_cache(vocabulary)
+    kept = [cache.get(("tags", tags)) is not None for tags, _ in counts]
+    assert kept == [True] * read + [False] * (len(counts) - read)
+    assert counts[read - 1][1] >= counts[read][1]
+    prompts._analysed_by_vocabulary.clear()
