@@ -78,6 +78,12 @@ def assemble(
     attrs = taste_attributes(matrix)
     budget = minutes * 60
     shares = CRISIS_SHARE if crisis else PHASE_SHARE
+    # The compiled walk reads without bounds checks: a score per row, bans among the rows.
+    if len(scores) != len(matrix):
+        raise ValueError(f"{len(scores)} scores for a matrix of {len(matrix)} rows")
+    banned = np.fromiter(banned_rows, dtype=np.int64, count=len(banned_rows))
+    if len(banned) and (banned.min() < 0 or banned.max() >= len(matrix)):
+        raise IndexError(f"banned rows outside the matrix's {len(matrix)}")
     # The walk itself is compiled (recommender/arc_kernel.py): every rule above, row by row,
     # from each phase's best by score and closeness to the phase's intensity.
     rows, phases = walk_arc(
@@ -90,8 +96,7 @@ def assemble(
         np.ascontiguousarray(matrix.maker, dtype=np.int64),
         np.ascontiguousarray(attrs.era_code, dtype=np.int32),
         np.ascontiguousarray(attrs.title_code, dtype=np.int32),
-        np.fromiter(banned_rows, dtype=np.int64, count=len(banned_rows)),
-        budget, intensity, include_films, crisis,
+        banned, budget, intensity, include_films, crisis,
         np.array([shares.get(phase, 0.0) for phase in PHASES[:3]]),
         MAX_PER_MAKER, max(MIN_PER_ERA, int(MAX_ERA_SHARE * budget / TYPICAL_SONG_S)),
         FILM_MARGIN_S, RANKED_HEAD, PHASE_DONE_BELOW_S)

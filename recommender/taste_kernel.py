@@ -82,7 +82,10 @@ def cut_rows(indptr: np.ndarray, indices: np.ndarray, width: int, rows: np.ndarr
     scratch = kept.get(width)
     if scratch is None:
         scratch = kept[width] = np.full(width, -1, dtype=np.int32)
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    if len(rows) and (rows.min() < 0 or rows.max() >= len(indptr) - 1):
+        # The compiled pass reads without bounds checks.
+        raise IndexError(f"rows outside the table's {len(indptr) - 1}")
     kind = np.int64 if indptr.dtype == np.int64 or indices.dtype == np.int64 else np.int32
     return _cut(np.ascontiguousarray(indptr, dtype=kind),
-                np.ascontiguousarray(indices, dtype=kind),
-                np.ascontiguousarray(rows, dtype=np.int64), scratch)
+                np.ascontiguousarray(indices, dtype=kind), rows, scratch)

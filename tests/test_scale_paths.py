@@ -776,3 +776,6 @@ def test_the_compiled_cut_equals_scipys_rows_and_leaves_its_scratch_clean(index_
         cut = sp.csr_matrix((table.data[at], columns, starts), shape=(len(rows), len(used)))
         assert np.array_equal(cut.toarray(), expected[:, used].toarray())
         assert (taste_kernel._scratch.arrays[3000] == -1).all()
+    for bad in (np.array([400]), np.array([0, -1])):
+        with pytest.raises(IndexError, match="rows outside the table's 400"):
+            taste_kernel.cut_rows(table.indptr, table.indices, 3000, bad)

@@ -226,3 +226,13 @@ def test_the_compiled_walk_equals_the_rules_walked_row_by_row(seed):
         assert [(p.row, p.phase) for p in plan.placements] == expected, (seed, case, args)
         assert [p.score for p in plan.placements] == [float(scores[r]) for r, _ in expected]
         assert plan.total_duration_s == sum(int(m.duration_s[r]) for r, _ in expected)
+
+
+def test_the_walk_refuses_scores_or_bans_that_do_not_fit_the_matrix():
+    m = catalogue()
+    args = {"minutes": 60, "intensity": 3, "include_films": True, "crisis": False}
+    with pytest.raises(ValueError, match="scores for a matrix of"):
+        assemble(m, np.zeros(len(m) - 1), banned_rows=set(), **args)
+    for bad in ({len(m)}, {-1}):
+        with pytest.raises(IndexError, match="banned rows outside"):
+            assemble(m, np.zeros(len(m)), banned_rows=bad, **args)
