@@ -67,6 +67,22 @@ def _order(rows, count, scores, intensity, is_film, climb):
         rows[at] = row
 
 
+_COUNTS = types.DictType(types.int64, types.int64)
+
+
+@njit(types.void(types.int64, types.boolean[::1], _array(types.int64), _array(types.int32),
+                 _array(types.int32), _COUNTS, _COUNTS, _COUNTS),
+      cache=True, nogil=True, inline="always")
+def _take(row, chosen, maker, era, title, makers, eras, titles):
+    """Place ``row``: it is chosen, and its maker, decade and title are counted."""
+    chosen[row] = True
+    if maker[row]:
+        makers[maker[row]] = makers.get(maker[row], 0) + 1
+    titles[np.int64(title[row])] = 1
+    if era[row]:
+        eras[np.int64(era[row])] = eras.get(np.int64(era[row]), 0) + 1
+
+
 _SIGNATURE = types.Tuple((types.int64[::1], types.int8[::1]))(
     _array(types.float64), _array(types.int64), _array(types.float32),  # scores, length, intensity
     _array(types.boolean), _array(types.boolean), _array(types.boolean),  # film, aftercare, suicide
@@ -99,7 +115,7 @@ def walk_arc(scores, length, intensity, is_film, aftercare, suicide, maker, era,
     chosen = np.zeros(n, dtype=np.bool_)
     makers = Dict.empty(key_type=types.int64, value_type=types.int64)
     eras = Dict.empty(key_type=types.int64, value_type=types.int64)
-    titles = Dict.empty(key_type=types.int64, value_type=types.int64)
+    titles = Dict.empty(key_type=types.int64, value_type=types.int64)  # used as a set
     placed = np.empty(n, dtype=np.int64)
     phase_of = np.empty(n, dtype=np.int8)
     placed_count = 0
@@ -120,12 +136,7 @@ def walk_arc(scores, length, intensity, is_film, aftercare, suicide, maker, era,
         return np.empty(0, dtype=np.int64), np.full(1, _NO_AFTERCARE, dtype=np.int8)
     care_row = _best(scores, fits[:found])
     remaining = budget - length[care_row]
-    chosen[care_row] = True
-    if maker[care_row]:
-        makers[maker[care_row]] = makers.get(maker[care_row], 0) + 1
-    titles[np.int64(title[care_row])] = 1
-    if era[care_row]:
-        eras[np.int64(era[care_row])] = eras.get(np.int64(era[care_row]), 0) + 1
+    _take(care_row, chosen, maker, era, title, makers, eras, titles)
 
     # 2. A film as the deepen phase's centrepiece, when one fits with room around it.
     by_phase = np.empty((3, n), dtype=np.int64)
@@ -139,12 +150,7 @@ def walk_arc(scores, length, intensity, is_film, aftercare, suicide, maker, era,
                 found += 1
         if found:
             film = _best(scores, fits[:found])
-            chosen[film] = True
-            if maker[film]:
-                makers[maker[film]] = makers.get(maker[film], 0) + 1
-            titles[np.int64(title[film])] = 1
-            if era[film]:
-                eras[np.int64(era[film])] = eras.get(np.int64(era[film]), 0) + 1
+            _take(film, chosen, maker, era, title, makers, eras, titles)
             remaining -= length[film]
             by_phase[DEEPEN, 0] = film
             in_phase[DEEPEN] = 1
@@ -212,12 +218,7 @@ def walk_arc(scores, length, intensity, is_film, aftercare, suicide, maker, era,
                 if np.int64(title[row]) in titles or (
                         era[row] and eras.get(np.int64(era[row]), 0) >= era_cap):
                     continue
-                chosen[row] = True
-                if maker[row]:
-                    makers[maker[row]] = makers.get(maker[row], 0) + 1
-                titles[np.int64(title[row])] = 1
-                if era[row]:
-                    eras[np.int64(era[row])] = eras.get(np.int64(era[row]), 0) + 1
+                _take(row, chosen, maker, era, title, makers, eras, titles)
                 spent += duration
                 remaining -= duration
                 by_phase[phase, in_phase[phase]] = row

@@ -26,7 +26,6 @@ def _store():
 def _prepare_matrix(factory) -> None:
     """Build a large catalogue's item matrix artefact before any worker needs it, and read
     its sets of tags into memory pairing's cache, which the workers then start with."""
-    from recommender.features import ItemRecords
     from recommender.matrix_cache import prepare_artefact
     from recommender.prompts import prefill_tag_readings
     from recommender.vocabulary import default_vocabulary
@@ -36,10 +35,7 @@ def _prepare_matrix(factory) -> None:
         matrix = prepare_artefact(db, vocabulary)
         if matrix is not None:
             click.echo("goodcry: item matrix ready", err=True)
-            records = matrix.records
-            read = prefill_tag_readings(
-                records.column("tags") if isinstance(records, ItemRecords)
-                else [";".join(record.tags) for record in records], vocabulary)
+            read = prefill_tag_readings(matrix.records.column("tags"), vocabulary)
             click.echo(f"goodcry: {read} sets of tags read for memory pairing", err=True)
 
 
