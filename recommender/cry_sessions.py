@@ -18,7 +18,7 @@ from sqlalchemy import Text, bindparam, cast, delete, insert, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from recommender import learning, tastes
-from recommender.care import care_document, screen_memory, screen_texts
+from recommender.care import care_document, screen_memory, screen_request
 from recommender.errors import InvalidInput, NotFound
 from recommender.features import (
     CONTENT_FEATURES,
@@ -395,7 +395,7 @@ def create_session_document(
     seen = shown_to(db, user_id)
     history = (stats, bans, seen.all() if request.exploration == "discover" else None)
     memories = _MEMORIES_OF.all(db, {"user": user_id})
-    verdict = screen_texts(request.prompt, *notes)
+    verdict = screen_request(request.prompt, notes)
     # A large catalogue is narrowed to the candidates worth ranking (recommender/retrieval.py).
     vec = ranking_vector(request, matrix, vocabulary)
     # Without a seed, retrieval and scoring draw from this thread's generator; with one,

@@ -10,6 +10,8 @@ from recommender.care import (
     care_document,
     normalise_for_screen,
     screen_memory,
+    screen_note,
+    screen_request,
     screen_texts,
 )
 
@@ -138,3 +140,39 @@ def test_a_memorys_screen_is_kept_by_a_digest_and_equals_screening_its_words():
         kept = list(care._screened.items())
     assert all(isinstance(key, bytes) for key, _ in kept)
     assert "zanzibar" not in repr(kept).lower() and "balcony" not in repr(kept)
+
+
+def test_a_journal_notes_screen_is_kept_by_a_digest_of_its_words_alone():
+    from recommender import care
+
+    note = "Quokka evening: I keep thinking I should kill myself before the winter"
+    calm = "Quokka morning: cried at the piano piece, then phoned my brother"
+    first = screen_note(note)
+    assert first == screen_texts(note) and first.crisis
+    assert screen_note(note) is first, "the second screen of the same words is the kept one"
+    assert screen_note(calm) == screen_texts(calm) and not screen_note(calm).crisis
+    # Kept apart from a memory holding the same words, and by digest: no words are kept.
+    assert screen_memory(None, calm) == screen_note(calm)
+    with care._screened_lock:
+        kept = list(care._screened.items())
+    assert all(isinstance(key, bytes) for key, _ in kept)
+    assert "quokka" not in repr(kept).lower() and "piano" not in repr(kept)
+    keys = {key for key, _ in kept}
+    assert len({care.hashlib.sha256(b"note\0" + calm.encode()).digest(),
+                care.hashlib.sha256(care.json.dumps([None, calm]).encode()).digest()} & keys) == 2
+
+
+def test_a_requests_screen_equals_screening_its_words_then_its_notes_in_order():
+    """The session's verdict: the same reasons, in the same order, as screening the request
+    and every note together, whichever of them speak of risk and however often."""
+    import random
+
+    risky = _lines("risk_phrases.txt")[:12]
+    calm = _lines("ordinary_sad.txt")[:12]
+    rng = random.Random(5)
+    for _ in range(300):
+        prompt = rng.choice([None, "", *risky, *calm])
+        notes = [rng.choice(["", *risky, *calm]) for _ in range(rng.randint(0, 5))]
+        assert screen_request(prompt, notes) == screen_texts(prompt, *notes), (prompt, notes)
+    both = screen_request(risky[0], [risky[5], risky[0]])
+    assert both.crisis and both.reasons == screen_texts(risky[0], risky[5]).reasons

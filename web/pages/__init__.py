@@ -28,7 +28,7 @@ from flask_login import (
 from flask_wtf.csrf import CSRFError
 
 from recommender import accounts, cry_sessions, memories
-from recommender.care import care_document, screen_texts
+from recommender.care import care_document, screen_note, screen_texts
 from recommender.cry_sessions import FeedbackInput
 from recommender.errors import Conflict, GoodcryError, NotFound
 from recommender.exports import FILE_TARGETS, export_file
@@ -240,7 +240,7 @@ def rate_session(session_id: str):
             mood_after=int(form.mood_after.data) if form.mood_after.data else None,
             note=note,
         ))
-        verdict = screen_texts(note)
+        verdict = screen_note(note) if note else screen_texts()
         if not verdict.crisis:
             flash("Thank you. Your rating is saved; you can change it any time.")
             return redirect(url_for("pages.history"))
