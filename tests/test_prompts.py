@@ -444,7 +444,8 @@ def test_what_a_worker_keeps_for_matching_cannot_be_edited_by_a_request():
     vocabulary = default_vocabulary()
     song = slot(0, "deepen", title="Dance with My Father", tags=("grief", "loss_parent"))
     memory_scores([song], [DAD, GRAN], vocabulary=vocabulary)
-    kept = list(prompts._analysed_cache(vocabulary)._cache.values())
+    kept = [*prompts._analysed_cache(vocabulary)._cache.values(),
+            *prompts._memories_cache(vocabulary)._cache.values()]
     arrays = [value for entry in kept for value in vars(entry).values()
               if isinstance(value, np.ndarray)]
     arrays += [array for entry in kept if isinstance(entry, prompts._Analysed)
@@ -467,14 +468,45 @@ def test_a_changed_memory_is_analysed_again_and_the_kept_analyses_hold_no_text()
     rewritten = MemoryCard("m", "Dad's fishing trips", DAD.text, (), ("Dad",), (), None)
     after = memory_scores([song], [rewritten], vocabulary=vocabulary)
     prompts._analysed_by_vocabulary.clear()
+    prompts._memories_by_vocabulary.clear()
     assert np.array_equal(after, memory_scores([song], [rewritten], vocabulary=vocabulary))
     assert after[0, 0] > before[0, 0] + 0.2
     # Nothing kept spells the memory's words: keys are digests, entries ids and numbers.
     memory_scores([song], [quiet], vocabulary=vocabulary)
-    kept = prompts._analysed_cache(vocabulary)._cache
+    kept = {**prompts._analysed_cache(vocabulary)._cache,
+            **prompts._memories_cache(vocabulary)._cache}
     text = repr(list(kept.keys())) + repr(list(kept.values()))
     assert "uokka" not in text.lower() and "nothing much" not in text
     assert any(key[0] == "memory" and isinstance(key[1], bytes) for key in kept)
+
+
+def test_a_person_with_many_memories_cannot_push_out_the_catalogues_readings(monkeypatch):
+    """People's memories and the catalogue's readings are kept apart, each within its own
+    budget: however many memories a person has, the readings every session needs stay."""
+    vocabulary = default_vocabulary()
+    monkeypatch.setattr(prompts, "ANALYSED_CACHE_BYTES", 300_000)
+    monkeypatch.setattr(prompts, "MEMORIES_CACHE_BYTES", 300_000)
+    prompts._analysed_by_vocabulary.clear()
+    prompts._memories_by_vocabulary.clear()
+    try:
+        song = slot(0, "deepen", title="Dance with My Father", tags=("grief", "loss_parent"))
+        memory_scores([song], [DAD], vocabulary=vocabulary)
+        readings = prompts._analysed_cache(vocabulary)
+        key = ("tags", tuple(sorted(song.tags)))
+        assert readings.get(key) is not None
+        many = [MemoryCard(f"m{k}", f"Evening {k} at the lake with Dad",
+                           f"We rowed out at dawn on day {k} and he told the same story.",
+                           (), ("Dad",), ("the lake",), None) for k in range(120)]
+        scores = memory_scores([song], many, vocabulary=vocabulary)
+        assert scores.shape == (1, 120)
+        memories = prompts._memories_cache(vocabulary)
+        assert readings.get(key) is not None, "the catalogue's reading was pushed out"
+        assert all(k[0] in ("tags", "tag words") for k in readings._cache)
+        assert any(k[0] == "memory" for k in memories._cache)
+        assert memories._cache.currsize <= 300_000 and readings._cache.currsize <= 300_000
+    finally:
+        prompts._analysed_by_vocabulary.clear()
+        prompts._memories_by_vocabulary.clear()
 
 
 def test_a_memorys_digest_tells_every_change_apart_and_takes_any_text():
