@@ -20,6 +20,8 @@ from recommender.pairing_kernel import _siphash24, char_ngram_hashes
 from recommender.prompts import (
     KINDS,
     MAX_USES_PER_MEMORY,
+    MEMORY_PHASES,
+    MEMORY_THRESHOLD,
     PHASES,
     PROMPTS_JSON,
     MemoryCard,
@@ -177,6 +179,41 @@ def test_a_memory_is_used_at_most_twice():
     used = [p.memory_id for p in prompts if p.memory_id]
     assert used.count("dad") == MAX_USES_PER_MEMORY
     assert len(match_memories(slots, [DAD])) == MAX_USES_PER_MEMORY
+
+
+def test_memories_go_to_the_best_pairs_over_the_threshold_in_order():
+    """match_memories takes the pairs over the threshold, highest first (ties to the
+    earlier slot, then the earlier memory), each slot once, each memory at most twice,
+    aftercare never: the same as listing every pair one by one, on sessions with many
+    memories and many ties."""
+    rng = random.Random(4)
+    themes = [("grief", "loss_parent"), ("heartbreak",), ("nostalgia", "family"), ("grief",)]
+    people = ("Dad", "Mum", "Nan", "Sam")
+    checked = 0
+    for _ in range(12):
+        slots = [slot(i, rng.choice(["settle", "deepen", "release", "aftercare"]),
+                      title=rng.choice(["Father song", "Dance with My Father", "Nan's waltz",
+                                        "Last train"]), tags=rng.choice(themes))
+                 for i in range(13)]
+        places = ("lake", "kitchen", "station")
+        memories = [MemoryCard(f"m{k}", f"{rng.choice(people)} and the {rng.choice(places)}",
+                               rng.choice([DAD.text, GRAN.text, "the last call", ""]), (),
+                               (rng.choice(people),), (), None)
+                    for k in range(rng.randint(1, 40))]
+        scores = memory_scores(slots, memories)
+        pairs = sorted(((float(scores[i, j]), i, j) for i, s in enumerate(slots)
+                        if s.phase in MEMORY_PHASES for j in range(len(memories))
+                        if scores[i, j] >= MEMORY_THRESHOLD),
+                       key=lambda p: (-p[0], p[1], p[2]))
+        expected, uses = {}, Counter()
+        for _, i, j in pairs:
+            if i not in expected and uses[j] < MAX_USES_PER_MEMORY:
+                expected[i] = memories[j]
+                uses[j] += 1
+        got = match_memories(slots, memories)
+        assert got == expected
+        checked += len(got)
+    assert checked > 30
 
 
 def test_crisis_mode_offers_no_deepening_and_no_memories():
