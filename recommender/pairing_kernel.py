@@ -8,7 +8,11 @@ scikit-learn's own analyzer and numbers. Done in Python and NumPy, the weighing 
 fifty array calls a session, most on a few hundred values, where each call's own cost is
 the work, and each new word of a title was cut into n-grams in Python: reading a session's
 slots and weighing them took 1.6-1.8 ms of a session with ten memories, 0.65-0.8 ms with
-these (BENCHMARKS.md, seventeenth round).
+these (BENCHMARKS.md, seventeenth round). What does not depend on the session's slots (the
+memories' terms' table, their entries grouped by term, the sums their lengths follow from)
+is worked out once per person's memories and kept with them: weighing a session's slots
+against ten memories then takes a third less (97 against 143 us warm for the char n-grams
+and words of 50 sessions' slots).
 
 Each function is compiled for its one signature when this module is imported, and kept in
 ``__pycache__`` beside it (or, where that cannot be written, in the user's cache folder; set
@@ -23,7 +27,7 @@ import secrets
 import numpy as np
 from numba import njit, types
 
-__all__ = ["char_ngram_hashes", "slot_memory_cosines"]
+__all__ = ["char_ngram_hashes", "slot_memory_cosines", "term_table"]
 
 # A term's place in a table is the top bits of its hash times this odd constant (Fibonacci
 # hashing): every bit of the hash counts, whatever hashes come in (they come well mixed:
@@ -35,45 +39,70 @@ def _array(kind):  # a read-only array type, which writable arrays pass as too
     return types.Array(kind, 1, "C", readonly=True)
 
 
-# Compiled for these types when the module is imported (not at a session's first call);
-# like the functions below, it takes its arrays read-only, and writable ones as well.
-_SIGNATURE = types.float64[:, ::1](
-    _array(types.int64), _array(types.int64),  # the slots' hashes, their lengths
-    _array(types.int64), _array(types.int64),  # the memories' terms, their frequencies
-    _array(types.int32), _array(types.float64), _array(types.int32),  # entries
-    types.int64)
-
-
-@njit([_SIGNATURE], cache=True, nogil=True)
-def slot_memory_cosines(hashes, lengths, used, frequency, term, tf, row, memories):
-    """The cosine of every slot with every memory for one analyzer.
-
-    ``hashes`` are the slots' terms (int64 hashes, a term as often as a slot has it), slot
-    after slot, ``lengths`` how many each slot has. The memories come merged (a
-    ``prompts._Merged``): their distinct terms ``used`` and in how many memories each
-    appears (``frequency``); per entry its term's index in ``used``, its sublinear term
-    frequency and its memory (``row``); ``memories`` is how many there are.
-
-    Returns the (slots, memories) cosines; a row of a slot with no terms is zeros."""
-    slots = lengths.shape[0]
-    known = used.shape[0]
-    entries = hashes.shape[0]
-    # One open-addressed table numbers the terms: the memories' first (their index in
-    # ``used``), then the slots' new ones. A slot's entries are together, so a term's last
-    # slot says whether this slot has it already; each (slot, term) pair is kept once with
-    # its count.
+@njit(types.Tuple((types.int64[::1], types.int32[::1]))(_array(types.int64)), cache=True,
+      nogil=True)
+def term_table(used):
+    """An open-addressed table numbering ``used`` (distinct int64 term hashes): its keys and
+    each key's index in ``used`` (-1 where empty), at least twice as many places as terms.
+    A person's memories' table is made once and kept with them (``prompts._Merged``)."""
     size, bits = 16, 4
-    while size < 2 * (known + entries):
+    while size < 2 * used.shape[0]:
         size, bits = size * 2, bits + 1
     mask, shift = np.uint64(size - 1), np.uint64(64 - bits)
-    keys = np.empty(size, dtype=np.int64)
+    keys = np.zeros(size, dtype=np.int64)
     codes = np.full(size, -1, dtype=np.int32)
-    for code in range(known):
+    for code in range(used.shape[0]):
         place = (np.uint64(used[code]) * _MIX) >> shift
         while codes[place] >= 0:
             place = (place + np.uint64(1)) & mask
         codes[place] = code
         keys[place] = used[code]
+    return keys, codes
+
+
+# Compiled for these types when the module is imported (not at a session's first call);
+# like the functions below, it takes its arrays read-only, and writable ones as well.
+_SIGNATURE = types.float64[:, ::1](
+    _array(types.int64), _array(types.int64),  # the slots' hashes, their lengths
+    _array(types.int64), _array(types.int32),  # the memories' term table (term_table)
+    _array(types.int64),  # per term, the memories having it
+    _array(types.int64), _array(types.int32), _array(types.float64),  # entries by term
+    _array(types.float64), _array(types.float64), _array(types.float64),  # per memory sums
+    types.int64)
+
+
+@njit([_SIGNATURE], cache=True, nogil=True)
+def slot_memory_cosines(hashes, lengths, table_keys, table_codes, frequency, starts, row, tf,
+                        sum0, sum1, sum2, memories):
+    """The cosine of every slot with every memory for one analyzer.
+
+    ``hashes`` are the slots' terms (int64 hashes, a term as often as a slot has it), slot
+    after slot, ``lengths`` how many each slot has. The memories come merged (a
+    ``prompts._Merged``): their terms' table (:func:`term_table`) and in how many memories
+    each term appears (``frequency``); their entries (a term of a memory) grouped by term,
+    term ``t``'s at ``starts[t]:starts[t + 1]``, each with its memory (``row``) and sublinear
+    term frequency (``tf``); and per memory the sums over its entries of tf², tf² b and
+    tf² b², b = log(1 + frequency), from which the memory's length under any number of
+    documents follows; ``memories`` is how many there are.
+
+    Returns the (slots, memories) cosines; a row of a slot with no terms is zeros."""
+    slots = lengths.shape[0]
+    known = frequency.shape[0]
+    entries = hashes.shape[0]
+    # The slots' terms are numbered by the memories' table when they are there, else by a
+    # table of the slots' own new terms (numbered on from ``known``). A slot's entries are
+    # together, so a term's last slot says whether this slot has it already; each
+    # (slot, term) pair is kept once with its count.
+    memory_bits = 0
+    while (1 << memory_bits) < table_codes.shape[0]:
+        memory_bits += 1
+    memory_mask, memory_shift = np.uint64(table_codes.shape[0] - 1), np.uint64(64 - memory_bits)
+    size, bits = 16, 4
+    while size < 2 * entries:
+        size, bits = size * 2, bits + 1
+    mask, shift = np.uint64(size - 1), np.uint64(64 - bits)
+    keys = np.empty(size, dtype=np.int64)
+    codes = np.full(size, -1, dtype=np.int32)
     terms = known
     slot_frequency = np.zeros(known + entries, dtype=np.int64)
     last_slot = np.full(known + entries, -1, dtype=np.int32)
@@ -81,26 +110,40 @@ def slot_memory_cosines(hashes, lengths, used, frequency, term, tf, row, memorie
     pair_term = np.empty(entries, dtype=np.int32)
     pair_slot = np.empty(entries, dtype=np.int32)
     pair_count = np.zeros(entries, dtype=np.int64)
+    shared = np.empty(min(known, entries), dtype=np.int32)  # memory terms slots have too
+    shared_count = 0
     pairs = 0
     at = 0
     for slot in range(slots):
         for _ in range(lengths[slot]):
             value = hashes[at]
             at += 1
-            place = (np.uint64(value) * _MIX) >> shift
-            while True:
-                code = codes[place]
-                if code < 0:
-                    code = terms
-                    codes[place] = code
-                    keys[place] = value
-                    terms += 1
+            mixed = np.uint64(value) * _MIX
+            place = mixed >> memory_shift
+            code = -1
+            while table_codes[place] >= 0:
+                if table_keys[place] == value:
+                    code = table_codes[place]
                     break
-                if keys[place] == value:
-                    break
-                place = (place + np.uint64(1)) & mask
+                place = (place + np.uint64(1)) & memory_mask
+            if code < 0:
+                place = mixed >> shift
+                while True:
+                    code = codes[place]
+                    if code < 0:
+                        code = terms
+                        codes[place] = code
+                        keys[place] = value
+                        terms += 1
+                        break
+                    if keys[place] == value:
+                        break
+                    place = (place + np.uint64(1)) & mask
             if last_slot[code] != slot:
                 last_slot[code] = slot
+                if code < known and slot_frequency[code] == 0:
+                    shared[shared_count] = code
+                    shared_count += 1
                 slot_frequency[code] += 1
                 pair_term[pairs] = code
                 pair_slot[pairs] = slot
@@ -126,43 +169,37 @@ def slot_memory_cosines(hashes, lengths, used, frequency, term, tf, row, memorie
         weight = sublinear[pair_count[p] - 1] * idf[df]
         slot_weight[p] = weight
         slot_length[pair_slot[p]] += weight * weight
-    memory_weight = np.empty(term.shape[0], dtype=np.float64)
-    memory_length = np.zeros(memories, dtype=np.float64)
-    for e in range(term.shape[0]):
-        code = term[e]
-        weight = tf[e] * idf[frequency[code] + slot_frequency[code]]
-        memory_weight[e] = weight
-        memory_length[row[e]] += weight * weight
+    # A memory's squared length with every term's frequency its memories' alone is
+    # sum (tf (a - b))^2, a = log(1 + documents) + 1, from the three kept sums; the terms
+    # slots have too then count those slots as well.
+    a = np.log(1.0 + documents) + 1.0
+    memory_length = np.empty(memories, dtype=np.float64)
+    for memory in range(memories):
+        memory_length[memory] = a * a * sum0[memory] - 2.0 * a * sum1[memory] + sum2[memory]
+    shared_idf = np.zeros(known, dtype=np.float64)
+    for i in range(shared_count):
+        code = shared[i]
+        alone = idf[frequency[code]]
+        both = idf[frequency[code] + slot_frequency[code]]
+        shared_idf[code] = both
+        for e in range(starts[code], starts[code + 1]):
+            memory_length[row[e]] += tf[e] * tf[e] * (both * both - alone * alone)
     for slot in range(slots):
         slot_length[slot] = 1.0 / np.sqrt(slot_length[slot]) if slot_length[slot] > 0 else 0.0
     for memory in range(memories):
         memory_length[memory] = (1.0 / np.sqrt(memory_length[memory])
                                  if memory_length[memory] > 0 else 0.0)
-    # The memories' entries of the terms slots have too, grouped by term; each slot's entry
-    # of such a term then meets them (a few each: no dense rows).
-    starts = np.zeros(known + 1, dtype=np.int64)
-    for e in range(term.shape[0]):
-        if slot_frequency[term[e]]:
-            starts[term[e] + 1] += 1
-    for code in range(known):
-        starts[code + 1] += starts[code]
-    filled = starts[:-1].copy()
-    grouped_memory = np.empty(starts[known], dtype=np.int32)
-    grouped_weight = np.empty(starts[known], dtype=np.float64)
-    for e in range(term.shape[0]):
-        code = term[e]
-        if slot_frequency[code]:
-            grouped_memory[filled[code]] = row[e]
-            grouped_weight[filled[code]] = memory_weight[e] * memory_length[row[e]]
-            filled[code] += 1
+    # Each slot's entry of a shared term meets that term's memory entries (a few each: no
+    # dense rows).
     cosines = np.zeros((slots, memories), dtype=np.float64)
     for p in range(pairs):
         code = pair_term[p]
         if code < known:
             slot = pair_slot[p]
             weight = slot_weight[p] * slot_length[slot]
-            for at in range(starts[code], starts[code + 1]):
-                cosines[slot, grouped_memory[at]] += weight * grouped_weight[at]
+            idf_both = shared_idf[code]
+            for e in range(starts[code], starts[code + 1]):
+                cosines[slot, row[e]] += weight * (tf[e] * idf_both * memory_length[row[e]])
     return cosines
 
 

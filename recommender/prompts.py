@@ -32,7 +32,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from recommender.care import AFTERCARE_STEPS
 from recommender.kept import KeptByBytes
-from recommender.pairing_kernel import char_ngram_hashes, slot_memory_cosines
+from recommender.pairing_kernel import char_ngram_hashes, slot_memory_cosines, term_table
 from recommender.paths import DATA_DIR
 from recommender.vocabulary import THEME_MOODS, Vocabulary, default_vocabulary
 
@@ -326,7 +326,8 @@ _PREPROCESS, _TOKENIZE, _STOP_WORDS = (_WORDS.build_preprocessor(), _WORDS.build
 # Kept per vocabulary, least recently used first out, in two caches: what sessions read of
 # the catalogue (a set of tags' reading, a few hundred bytes of its own since its tags'
 # pieces are shared; a tag's words, about 1 KB) and what they read of people's memories (a
-# memory's analysis, about 4.5 KB, and a person's memories merged, about 6 KB a memory).
+# memory's analysis, about 4.5 KB, and a person's memories merged with their terms' tables,
+# 13 KB a memory for ten of them, 5.6 KB for 200).
 # Apart, so that a person with many memories cannot push out the catalogue's readings every
 # session needs (nor the catalogue a person's memories): in one cache of 16 MB, eight
 # people with 200 memories each (2.1 MB a person) pushed out each other and the readings,
@@ -374,19 +375,25 @@ class _TagsReading:
 
 @dataclass(frozen=True)
 class _Merged:
-    """The terms of one analyzer in a person's memories: the terms, and in how many
-    memories each appears; per entry (a term of a memory), the term, its sublinear term
-    frequency and the memory."""
+    """The terms of one analyzer in a person's memories, as the compiled weighing reads them
+    (recommender/pairing_kernel.py): the terms numbered by a table, in how many memories
+    each appears; the entries (a term of a memory) grouped by term, each with its memory
+    and sublinear term frequency; and per memory three sums over its entries, from which
+    its length follows for any number of documents (see ``slot_memory_cosines``)."""
 
-    used: np.ndarray  # the term hashes (int64)
+    table_keys: np.ndarray  # term_table's keys (int64)
+    table_codes: np.ndarray  # term_table's codes (int32; -1 where empty)
     frequency: np.ndarray  # memories listing each term (int64)
-    term: np.ndarray  # per entry, its term's index in ``used`` (int32)
+    starts: np.ndarray  # term t's entries at starts[t]:starts[t + 1] (int64)
+    row: np.ndarray  # per entry, its memory (int32)
     tf: np.ndarray  # per entry, 1 + log(count)
-    row: np.ndarray  # per entry, its memory's index (int32)
+    sum0: np.ndarray  # per memory, the sum of tf^2
+    sum1: np.ndarray  # ... of tf^2 log(1 + frequency)
+    sum2: np.ndarray  # ... of tf^2 log(1 + frequency)^2
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.used, self.frequency, self.term, self.tf, self.row))
+        return sum(a.nbytes for a in vars(self).values())
 
 
 @dataclass(frozen=True)
@@ -457,15 +464,25 @@ def _terms(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return columns, counts.astype(np.uint32)
 
 
-def _merge(hashes: np.ndarray, counts: np.ndarray, rows: np.ndarray) -> _Merged:
+def _merge(hashes: np.ndarray, counts: np.ndarray, rows: np.ndarray, documents: int
+           ) -> _Merged:
     """Entries (a term's hash, its count, its document; no term twice in a document) merged,
-    the terms numbered by a hash table (pandas' factorize)."""
-    if not len(hashes):
-        return _Merged(_NO_TERMS, _NO_TERMS, _NO_ROWS, np.zeros(0), _NO_ROWS)
-    codes, used = pd.factorize(hashes)
-    return _Merged(used=used, frequency=np.bincount(codes, minlength=len(used)),
-                   term=codes.astype(np.int32), tf=1.0 + np.log(counts),
-                   row=rows.astype(np.int32))
+    the terms numbered by a hash table (pandas' factorize), the entries grouped by term in
+    their order."""
+    codes, used = pd.factorize(hashes) if len(hashes) else (_NO_ROWS, _NO_TERMS)
+    frequency = np.bincount(codes, minlength=len(used))
+    order = np.argsort(codes, kind="stable")
+    starts = np.zeros(len(used) + 1, dtype=np.int64)
+    np.cumsum(frequency, out=starts[1:])
+    tf = 1.0 + np.log(counts.astype(np.float64))
+    squared = tf * tf
+    spread = np.log1p(frequency.astype(np.float64))[codes]
+    table_keys, table_codes = term_table(np.ascontiguousarray(used, dtype=np.int64))
+    return _Merged(
+        table_keys, table_codes, frequency.astype(np.int64), starts,
+        rows[order].astype(np.int32), tf[order],
+        *(np.bincount(rows, weights=squared * spread ** power, minlength=documents)
+          .astype(np.float64) for power in range(3)))  # (no entries: bincount gives ints)
 
 
 _NO_TERMS = np.zeros(0, dtype=np.int64)
@@ -479,7 +496,7 @@ def _side(documents: list[_Analysed]) -> _Side:
         lengths = [len(doc.terms[k][0]) for doc in documents]
         merged.append(_merge(np.concatenate([doc.terms[k][0] for doc in documents]),
                              np.concatenate([doc.terms[k][1] for doc in documents]),
-                             np.repeat(np.arange(len(documents)), lengths)))
+                             np.repeat(np.arange(len(documents)), lengths), len(documents)))
     return _Side(len(documents), tuple(merged))
 
 
@@ -644,7 +661,7 @@ def _memories_analysed(memories: list[MemoryCard], vocabulary: Vocabulary
     if side is None:
         side = _side(found)
         for merged in side.merged:
-            _read_only(merged.used, merged.frequency, merged.term, merged.tf, merged.row)
+            _read_only(*vars(merged).values())
         cache.put(key, side)
     return found, side
 
@@ -659,11 +676,12 @@ def _tfidf_similarity(left: _Slots, right: _Side) -> np.ndarray:
     total = np.zeros((left.documents, right.documents))
     blocks = 0
     for hashes, lengths, theirs in zip(left.hashes, left.lengths, right.merged, strict=True):
-        if not len(hashes) and not len(theirs.term):  # nothing but stop words
+        if not len(hashes) and not len(theirs.tf):  # nothing but stop words
             continue
         blocks += 1
-        total += slot_memory_cosines(hashes, lengths, theirs.used, theirs.frequency,
-                                     theirs.term, theirs.tf, theirs.row, right.documents)
+        total += slot_memory_cosines(hashes, lengths, theirs.table_keys, theirs.table_codes,
+                                     theirs.frequency, theirs.starts, theirs.row, theirs.tf,
+                                     theirs.sum0, theirs.sum1, theirs.sum2, right.documents)
     return total / blocks if blocks else total
 
 
