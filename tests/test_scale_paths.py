@@ -500,26 +500,29 @@ def test_carried_cache_keeps_the_most_recently_used_within_its_bytes():
     assert cache.get(("huge",)) is None and len(cache) == 2
 
 
-def test_narrowing_keeps_every_item_the_person_reacted_to():
+def test_narrowing_keeps_the_items_the_person_loved_and_not_the_ones_they_skipped():
     vocabulary = default_vocabulary()
     matrix = build_item_matrix(synthetic(RETRIEVE_ABOVE + 1500), vocabulary)
     request = SessionRequest(moods=("grief",), minutes=150, intensity=3)
     # Songs far from the request (other moods, intensity 5): no pool would pick them.
     far = [r for r in range(len(matrix)) if matrix.intensity[r] == 5 and not matrix.is_film[r]
            and not (matrix.moods[r] @ request_vector(request, matrix, vocabulary).moods)][:3]
-    stats = {f"item:{matrix.records[r].id}": [0.0, 1.0, 0.0, 0.0] for r in far}
+    loved, skipped = far[:2], far[2]
+    stats = {f"item:{matrix.records[r].id}": [1.0, 1.0, 1.0, 0.0] for r in loved}
+    stats[f"item:{matrix.records[skipped].id}"] = [0.0, 1.0, 0.0, 0.0]
     stats["item:not-in-this-catalogue"] = [1.0, 1.0, 1.0, 0.0]
     narrowed = narrow_to_candidates(matrix, request, vocabulary, stats=stats, crisis=False,
                                     seed=4)
     assert len(narrowed) < len(matrix) // 2
-    assert {matrix.records[r].id for r in far} <= set(narrowed.index)
+    assert {matrix.records[r].id for r in loved} <= set(narrowed.index)
+    assert matrix.records[skipped].id not in set(narrowed.index)
     alone = narrow_to_candidates(matrix, request, vocabulary, stats={}, crisis=False, seed=4)
     assert not {matrix.records[r].id for r in far} & set(alone.index)
 
 
-def test_reacted_rows_are_kept_per_stored_stats_and_catalogue():
-    from recommender.retrieval import reacted_rows
-    from recommender.tastes import StoredStats
+def test_reacted_rows_are_the_most_loved_items_and_kept_per_stored_stats_and_catalogue():
+    from recommender.retrieval import REACTED_CANDIDATES, reacted_rows
+    from recommender.tastes import StoredStats, deviation_from_sums
 
     vocabulary = default_vocabulary()
     records = synthetic(RETRIEVE_ABOVE + 1500)
@@ -527,15 +530,29 @@ def test_reacted_rows_are_kept_per_stored_stats_and_catalogue():
     first = StoredStats({f"item:{records[5].id}": [1.0, 1.0, 1.0, 0.0],
                          f"item:{records[9].id}": [0.0, 1.0, 0.0, 0.0],
                          "theme:loss_of_parent": [1.0, 1.0, 1.0, 0.0]}, "first")
-    assert reacted_rows(matrix, first).tolist() == [5, 9]
+    assert reacted_rows(matrix, first).tolist() == [5]  # 9 left them cold: not kept in
     assert reacted_rows(matrix, first) is reacted_rows(matrix, first)  # worked out once
-    # A rating stores new stats: the item just reacted to is among the rows at once.
-    later = StoredStats({**first, f"item:{records[2].id}": [0.0, 1.0, 0.0, 0.0]}, "later")
-    assert reacted_rows(matrix, later).tolist() == [2, 5, 9]
+    # A rating stores new stats: an item just loved is among the rows at once.
+    later = StoredStats({**first, f"item:{records[2].id}": [1.0, 1.0, 0.0, 1.0]}, "later")
+    assert reacted_rows(matrix, later).tolist() == [2, 5]
     # The same stats against a new catalogue revision (items reordered): that matrix's rows.
     reordered = build_item_matrix(records[::-1], vocabulary)
     n = len(records)
-    assert sorted(reacted_rows(reordered, first).tolist()) == [n - 1 - 9, n - 1 - 5]
+    assert reacted_rows(reordered, first).tolist() == [n - 1 - 5]
+    # A long history: the strongest REACTED_CANDIDATES of the loved items, whatever else.
+    rng = np.random.default_rng(2)
+    many = {}
+    for row in range(3 * REACTED_CANDIDATES):
+        count = float(rng.integers(1, 6))
+        many[f"item:{records[row].id}"] = [float(rng.integers(0, count + 1)), count, 0.0, 0.0]
+    keys = list(many)
+    devs = deviation_from_sums(np.array([many[k][0] for k in keys]),
+                               np.array([many[k][1] for k in keys]))
+    ranked = sorted((k for k, d in zip(keys, devs, strict=True) if d > 0),
+                    key=lambda k: (-devs[keys.index(k)], k[5:]))
+    assert len(ranked) > REACTED_CANDIDATES
+    expected = sorted(matrix.index[k[5:]] for k in ranked[:REACTED_CANDIDATES])
+    assert reacted_rows(matrix, StoredStats(many, "many")).tolist() == expected
 
 
 def test_query_vector_equals_the_vectorizers_transform(db):
