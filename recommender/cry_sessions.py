@@ -348,6 +348,13 @@ def _why(
     return text[0].upper() + text[1:] + "."
 
 
+def _ids_of(matrix: ItemMatrix) -> list[str]:
+    """The item ids of ``matrix``'s rows, in row order."""
+    if isinstance(matrix.records, ItemRecords):
+        return [item_id.decode("utf-8") for item_id in matrix.records.ids.tolist()]
+    return [record.id for record in matrix.records]
+
+
 def _listed(stored: str | None) -> tuple[str, ...]:
     """A memory's list (tags, people or places) from its stored JSON text. orjson reads such
     a short list of strings in a fifth of the standard library's time, to the same strings;
@@ -390,10 +397,9 @@ def create_session_document(
         raise InvalidInput("the catalogue is empty: import one first", code="catalog_empty")
     version, ranker = rec.model(db)
     stats, bans, _ = _history(db, user_id, with_shown=False)
-    # What the person was shown before (recommender/shown.py): all of it for ``discover``,
-    # else only whether each chosen item is new, asked below.
+    # What the person was shown before (recommender/shown.py): for ``discover``, which of
+    # the candidates (asked once they are known), else only whether each chosen item is new.
     seen = shown_to(db, user_id)
-    history = (stats, bans, seen.all() if request.exploration == "discover" else None)
     memories = _MEMORIES_OF.all(db, {"user": user_id})
     verdict = screen_request(request.prompt, notes)
     # A large catalogue is narrowed to the candidates worth ranking (recommender/retrieval.py).
@@ -401,10 +407,15 @@ def create_session_document(
     # Without a seed, retrieval and scoring draw from this thread's generator; with one,
     # each makes its own from it (the same session for the same seed, as before).
     drawn = _thread_generator() if seed is None else None
-    matrix = narrow_to_candidates(matrix, request, vocabulary, stats=history[0],
+    matrix = narrow_to_candidates(matrix, request, vocabulary, stats=stats,
                                   crisis=verdict.crisis, seed=seed if drawn is None else drawn,
                                   vec=vec)
     rng = np.random.default_rng(seed) if drawn is None else drawn
+    # ``discover`` lifts the candidates never shown: those shown are asked among the
+    # candidates alone (a long history holds thousands of items more, each of which was
+    # copied, encoded and searched for on every such session).
+    history = (stats, bans, seen.among(_ids_of(matrix)) if request.exploration == "discover"
+               else None)
     scored = score_catalogue(db, matrix, ranker, vocabulary, user_id, request, rng, vec=vec,
                              history=history)
     scores, vec = scored.scores, scored.vec

@@ -496,3 +496,33 @@ def test_why_names_the_asked_moods_and_themes_an_item_matches():
     contributions[PAIR_FEATURES.index("mood_match")] = 1.0
     assert _why(record, "deepen", contributions, unmatched, vocabulary, {}, 0.0, False,
                 "balanced", np.argsort(-contributions).tolist()) == "A well-loved tear-jerker."
+
+
+def test_discover_lifts_exactly_the_candidates_never_shown(db, rec):
+    """``discover`` adds DISCOVER_UNSEEN_BONUS to each item the person was never shown; what
+    they were shown outside the items scored changes nothing (a session asks for the shown
+    items among its candidates only)."""
+    from recommender.cry_sessions import DISCOVER_UNSEEN_BONUS, _ids_of, score_catalogue
+    from recommender.vocabulary import default_vocabulary
+
+    user = person(db)
+    matrix = rec.matrix(db)
+    _, ranker = rec.model(db)
+    request = SessionRequest(moods=("grief",), exploration="discover")
+    ids = _ids_of(matrix)
+    assert ids == [record.id for record in matrix.records]
+    shown = set(ids[:40])
+
+    def scored(seen):
+        return score_catalogue(db, matrix, ranker, default_vocabulary(), user, request,
+                               np.random.default_rng(7), history=({}, set(), seen))
+
+    base = scored(shown)
+    elsewhere = scored(shown | {f"not-in-this-catalogue-{k}" for k in range(500)})
+    assert np.array_equal(base.scores, elsewhere.scores)
+    assert np.array_equal(base.explored, elsewhere.explored)
+    # One item fewer shown: that item alone is lifted, by the bonus.
+    fresh = scored(shown - {ids[3]})
+    lifted = np.flatnonzero(fresh.scores != base.scores)
+    assert lifted.tolist() == [3]
+    assert fresh.scores[3] - base.scores[3] == pytest.approx(DISCOVER_UNSEEN_BONUS)
