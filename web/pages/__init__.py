@@ -347,7 +347,7 @@ def account():
     return render_template(
         "account.html", user=user, spotify_url=_url_if_registered(SPOTIFY_CONNECT),
         spotify_connected=db.get(SpotifyConnection, current_user.id) is not None,
-        counts={"sessions": len(cry_sessions.list_sessions(db, current_user.id)),
+        counts={"sessions": cry_sessions.count_sessions(db, current_user.id),
                 "memories": len(memories.list_memories(db, current_user.id))})
 
 
