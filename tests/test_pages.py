@@ -285,3 +285,28 @@ def test_account_links_to_spotify_when_those_pages_exist(client, app):
 def test_public_pages_render(client, path):
     html = page(client, path)
     assert '<main id="main"' in html and 'lang="en"' in html
+
+
+def test_history_charts_are_drawn_once_for_the_same_numbers():
+    """A history's charts are kept per worker by a digest of the numbers they show: the same
+    numbers give the charts already drawn, any change draws them again."""
+    from datetime import UTC, datetime, timedelta
+
+    from recommender.history import PersonHistory, SessionPoint, TagEffect
+    from web.pages import charts
+
+    start = datetime(2026, 11, 1, 20, 0, tzinfo=UTC)
+    points = [SessionPoint(f"s{k}", start + timedelta(days=k), 3, 5 + k % 3, 1 + k % 5)
+              for k in range(12)]
+    effects = [TagEffect("grief", "grief", "mood", 10, 6, 2),
+               TagEffect("loss_parent", "loss of a parent", "theme", 4, 1, 1)]
+    history = PersonHistory(12, 12, points, effects)
+    first = charts.history_charts(history)
+    assert [c.id for c in first] == ["chart-mood", "chart-catharsis", "chart-effects"]
+    again = charts.history_charts(PersonHistory(12, 12, list(points), list(effects)))
+    assert all(a is b for a, b in zip(first, again, strict=True))
+    changed = points[:-1] + [SessionPoint("s11", points[-1].created_at, 3, 9, 5)]
+    redrawn = charts.history_charts(PersonHistory(12, 12, changed, effects))
+    assert redrawn[0] is not first[0] and redrawn[0].svg != first[0].svg
+    with charts._drawn_lock:
+        assert all(isinstance(key, bytes) for key in charts._drawn)
