@@ -305,7 +305,7 @@ def test_history_charts_are_drawn_once_for_the_same_numbers():
     assert [c.id for c in first] == ["chart-mood", "chart-catharsis", "chart-effects"]
     again = charts.history_charts(PersonHistory(12, 12, list(points), list(effects)))
     assert all(a is b for a, b in zip(first, again, strict=True))
-    changed = points[:-1] + [SessionPoint("s11", points[-1].created_at, 3, 9, 5)]
+    changed = [*points[:-1], SessionPoint("s11", points[-1].created_at, 3, 9, 5)]
     redrawn = charts.history_charts(PersonHistory(12, 12, changed, effects))
     assert redrawn[0] is not first[0] and redrawn[0].svg != first[0].svg
     with charts._drawn_lock:
