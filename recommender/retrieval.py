@@ -407,7 +407,9 @@ def reacted_rows(matrix: ItemMatrix, stats: Stats) -> np.ndarray:
 
     def work() -> np.ndarray:
         loved = liked_attributes(stats, ("item",))["item"]
-        strongest = sorted(loved, key=lambda item_id: (-loved[item_id], item_id))
+        # Items gone from this catalogue take no place among the strongest.
+        strongest = sorted((item_id for item_id in loved if item_id in index),
+                           key=lambda item_id: (-loved[item_id], item_id))
         reacted = sorted(strongest[:REACTED_CANDIDATES])
         rows = (index.rows_of(reacted) if isinstance(index, ItemIndex)
                 else np.array([index[i] for i in reacted if i in index], dtype=np.int64))

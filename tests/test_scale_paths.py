@@ -552,6 +552,8 @@ def test_reacted_rows_are_the_most_loved_items_and_kept_per_stored_stats_and_cat
                     key=lambda k: (-devs[keys.index(k)], k[5:]))
     assert len(ranked) > REACTED_CANDIDATES
     expected = sorted(matrix.index[k[5:]] for k in ranked[:REACTED_CANDIDATES])
+    # Loved most of all, but gone from the catalogue: no place taken.
+    many.update({f"item:gone-{k}": [5.0, 5.0, 5.0, 0.0] for k in range(10)})
     assert reacted_rows(matrix, StoredStats(many, "many")).tolist() == expected
 
 
