@@ -230,9 +230,8 @@ def score_catalogue(
     if noise:
         scores += rng.gumbel(0.0, noise, size=len(scores))
     if request.exploration == "discover" and shown:
-        ids = (matrix.records.ids if isinstance(matrix.records, ItemRecords)
-               else np.array([r.id.encode("utf-8") for r in matrix.records], dtype="S"))
-        unseen = ~np.isin(ids, np.array([i.encode("utf-8") for i in shown], dtype="S"))
+        unseen = np.fromiter((item_id not in shown for item_id in _ids_of(matrix)),
+                             dtype=bool, count=len(matrix))
         scores += DISCOVER_UNSEEN_BONUS * unseen
         explored += DISCOVER_UNSEEN_BONUS * unseen
     return ScoredCatalogue(scores, ranker.contributions(X), explored, vec, stats, bans, shown)
