@@ -412,7 +412,7 @@ def reacted_rows(matrix: ItemMatrix, stats: Stats) -> np.ndarray:
                            key=lambda item_id: (-loved[item_id], item_id))
         reacted = sorted(strongest[:REACTED_CANDIDATES])
         rows = (index.rows_of(reacted) if isinstance(index, ItemIndex)
-                else np.array([index[i] for i in reacted if i in index], dtype=np.int64))
+                else np.array([index[i] for i in reacted], dtype=np.int64))
         rows.setflags(write=False)  # shared by the requests that read the same stats
         return rows
 
