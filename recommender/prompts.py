@@ -568,13 +568,13 @@ def _tags_readings(slots: list[PromptSlot], vocabulary: Vocabulary) -> list[_Tag
     return found
 
 
-# Of the matching cache, the share prefill_tag_readings may fill (the rest is for people's
-# memories and what sessions meet later).
+# Of the catalogue's cache (_analysed_cache), the share prefill_tag_readings may fill (the
+# rest is for the sets and tags sessions meet later; memories have a cache of their own).
 PREFILL_SHARE = 0.5
 
 
 def prefill_tag_readings(tag_lists: Iterable[str], vocabulary: Vocabulary) -> int:
-    """Read a catalogue's sets of tags into the matching cache ahead of sessions, the most
+    """Read a catalogue's sets of tags into the catalogue's cache ahead of sessions, the most
     common first, while they fill at most ``PREFILL_SHARE`` of it; returns how many were read.
 
     ``tag_lists`` holds each item's tags as the catalogue's table keeps them (joined by
