@@ -63,7 +63,11 @@ def term_table(used):
 # Compiled for these types when the module is imported (not at a session's first call);
 # like the functions below, it takes its arrays read-only, and writable ones as well.
 _SIGNATURE = types.float64[:, ::1](
-    _array(types.int64), _array(types.int64),  # the slots' hashes, their lengths
+    _array(types.int64), _array(types.int64),  # the slots' own hashes, how many a slot has
+    _array(types.int32), _array(types.int64),  # the slots' pieces, how many a slot has
+    _array(types.int64), _array(types.int32),  # the pieces' terms' table (term_table)
+    _array(types.int64), _array(types.int32), _array(types.int64),  # pieces' entries
+    _array(types.int32),  # per piece term, its number among the memories' (or -1)
     _array(types.int64), _array(types.int32),  # the memories' term table (term_table)
     _array(types.int64),  # per term, the memories having it
     _array(types.int64), _array(types.int32), _array(types.float64),  # entries by term
@@ -71,74 +75,140 @@ _SIGNATURE = types.float64[:, ::1](
     types.int64)
 
 
+@njit(types.UniTuple(types.uint64, 2)(_array(types.int32)), cache=True, nogil=True,
+      inline="always")
+def _shift_mask(table_codes):
+    """How a :func:`term_table` of this size places a hash: the shift and the mask."""
+    bits = 0
+    while (1 << bits) < table_codes.shape[0]:
+        bits += 1
+    return np.uint64(64 - bits), np.uint64(table_codes.shape[0] - 1)
+
+
+@njit(types.int64(_array(types.int64), _array(types.int32), types.uint64, types.uint64,
+                  types.int64), cache=True, nogil=True, inline="always")
+def _find(table_keys, table_codes, shift, mask, value):
+    """``value``'s code in a :func:`term_table` placed by ``shift`` and ``mask`` (-1 when it
+    is not there)."""
+    place = (np.uint64(value) * _MIX) >> shift
+    while table_codes[place] >= 0:
+        if table_keys[place] == value:
+            return table_codes[place]
+        place = (place + np.uint64(1)) & mask
+    return -1
+
+
 @njit([_SIGNATURE], cache=True, nogil=True)
-def slot_memory_cosines(hashes, lengths, table_keys, table_codes, frequency, starts, row, tf,
+def slot_memory_cosines(hashes, lengths, pieces, piece_lengths, piece_keys, piece_codes,
+                        piece_starts, piece_terms, piece_counts, piece_memory,
+                        table_keys, table_codes, frequency, starts, row, tf,
                         sum0, sum1, sum2, memories):
     """The cosine of every slot with every memory for one analyzer.
 
-    ``hashes`` are the slots' terms (int64 hashes, a term as often as a slot has it), slot
-    after slot, ``lengths`` how many each slot has. The memories come merged (a
-    ``prompts._Merged``): their terms' table (:func:`term_table`) and in how many memories
-    each term appears (``frequency``); their entries (a term of a memory) grouped by term,
-    term ``t``'s at ``starts[t]:starts[t + 1]``, each with its memory (``row``) and sublinear
-    term frequency (``tf``); and per memory the sums over its entries of tf², tf² b and
-    tf² b², b = log(1 + frequency), from which the memory's length under any number of
-    documents follows; ``memories`` is how many there are.
+    A slot's terms come in two parts. Its own (``hashes``, int64 hashes, a term as often as
+    the slot has it, slot after slot, ``lengths`` how many each has): its head's and the
+    word pairs across its tags' descriptions. And its tags' pieces (``pieces``, slot after
+    slot, ``piece_lengths`` how many each has), each piece's terms numbered once per worker
+    (see ``prompts._Pieces``): their hashes' table (``piece_keys``, ``piece_codes``), piece
+    ``p``'s terms at ``piece_starts[p]:piece_starts[p + 1]`` (``piece_terms``, each once,
+    ``piece_counts`` times), and each piece term's number among the memories' terms
+    (``piece_memory``, -1 where no memory has it). A piece's terms cost a slot two reads
+    each, not a hash and a search of two tables.
+
+    The memories come merged (a ``prompts._Merged``): their terms' table (:func:`term_table`)
+    and in how many memories each term appears (``frequency``); their entries (a term of a
+    memory) grouped by term, term ``t``'s at ``starts[t]:starts[t + 1]``, each with its memory
+    (``row``) and sublinear term frequency (``tf``); and per memory the sums over its entries
+    of tf², tf² b and tf² b², b = log(1 + frequency), from which the memory's length under
+    any number of documents follows; ``memories`` is how many there are.
 
     Returns the (slots, memories) cosines; a row of a slot with no terms is zeros."""
     slots = lengths.shape[0]
     known = frequency.shape[0]
-    entries = hashes.shape[0]
-    # The slots' terms are numbered by the memories' table when they are there, else by a
-    # table of the slots' own new terms (numbered on from ``known``). A slot's entries are
-    # together, so a term's last slot says whether this slot has it already; each
-    # (slot, term) pair is kept once with its count.
-    memory_bits = 0
-    while (1 << memory_bits) < table_codes.shape[0]:
-        memory_bits += 1
-    memory_mask, memory_shift = np.uint64(table_codes.shape[0] - 1), np.uint64(64 - memory_bits)
+    raw = hashes.shape[0]
+    piece_total = 0
+    for i in range(pieces.shape[0]):
+        piece_total += piece_starts[pieces[i] + 1] - piece_starts[pieces[i]]
+    entries = raw + piece_total
+    # Every entry's term is numbered first: by the memories' numbering when they have it,
+    # else by this call's own numbering of the terms new to the memories (from ``known``
+    # on): a piece term through ``piece_new``, any other through a table of its own.
     size, bits = 16, 4
-    while size < 2 * entries:
+    while size < 2 * raw:
         size, bits = size * 2, bits + 1
     mask, shift = np.uint64(size - 1), np.uint64(64 - bits)
     keys = np.empty(size, dtype=np.int64)
     codes = np.full(size, -1, dtype=np.int32)
+    piece_new = np.full(piece_memory.shape[0], -1, dtype=np.int32)
+    entry_code = np.empty(entries, dtype=np.int32)
+    entry_count = np.empty(entries, dtype=np.int64)
+    memory_shift, memory_mask = _shift_mask(table_codes)
+    piece_shift, piece_mask = _shift_mask(piece_codes)
+    slot_start = np.empty(slots + 1, dtype=np.int64)
     terms = known
-    slot_frequency = np.zeros(known + entries, dtype=np.int64)
-    last_slot = np.full(known + entries, -1, dtype=np.int32)
-    open_pair = np.empty(known + entries, dtype=np.int32)
+    at = 0
+    filled = 0
+    next_piece = 0
+    for slot in range(slots):
+        slot_start[slot] = filled
+        for _ in range(lengths[slot]):
+            value = hashes[at]
+            at += 1
+            code = _find(table_keys, table_codes, memory_shift, memory_mask, value)
+            if code < 0:
+                term = _find(piece_keys, piece_codes, piece_shift, piece_mask, value)
+                if term >= 0:
+                    code = piece_new[term]
+                    if code < 0:
+                        code = terms
+                        piece_new[term] = code
+                        terms += 1
+                else:
+                    place = (np.uint64(value) * _MIX) >> shift
+                    while True:
+                        code = codes[place]
+                        if code < 0:
+                            code = terms
+                            codes[place] = code
+                            keys[place] = value
+                            terms += 1
+                            break
+                        if keys[place] == value:
+                            break
+                        place = (place + np.uint64(1)) & mask
+            entry_code[filled] = code
+            entry_count[filled] = 1
+            filled += 1
+        for _ in range(piece_lengths[slot]):
+            piece = pieces[next_piece]
+            next_piece += 1
+            for e in range(piece_starts[piece], piece_starts[piece + 1]):
+                term = piece_terms[e]
+                code = piece_memory[term]
+                if code < 0:
+                    code = piece_new[term]
+                    if code < 0:
+                        code = terms
+                        piece_new[term] = code
+                        terms += 1
+                entry_code[filled] = code
+                entry_count[filled] = piece_counts[e]
+                filled += 1
+    slot_start[slots] = filled
+    # Each (slot, term) pair is kept once with its count; a slot's entries are together, so
+    # a term's last slot says whether this slot has it already.
+    slot_frequency = np.zeros(terms, dtype=np.int64)
+    last_slot = np.full(terms, -1, dtype=np.int32)
+    open_pair = np.empty(terms, dtype=np.int32)
     pair_term = np.empty(entries, dtype=np.int32)
     pair_slot = np.empty(entries, dtype=np.int32)
     pair_count = np.zeros(entries, dtype=np.int64)
     shared = np.empty(min(known, entries), dtype=np.int32)  # memory terms slots have too
     shared_count = 0
     pairs = 0
-    at = 0
     for slot in range(slots):
-        for _ in range(lengths[slot]):
-            value = hashes[at]
-            at += 1
-            mixed = np.uint64(value) * _MIX
-            place = mixed >> memory_shift
-            code = -1
-            while table_codes[place] >= 0:
-                if table_keys[place] == value:
-                    code = table_codes[place]
-                    break
-                place = (place + np.uint64(1)) & memory_mask
-            if code < 0:
-                place = mixed >> shift
-                while True:
-                    code = codes[place]
-                    if code < 0:
-                        code = terms
-                        codes[place] = code
-                        keys[place] = value
-                        terms += 1
-                        break
-                    if keys[place] == value:
-                        break
-                    place = (place + np.uint64(1)) & mask
+        for e in range(slot_start[slot], slot_start[slot + 1]):
+            code = entry_code[e]
             if last_slot[code] != slot:
                 last_slot[code] = slot
                 if code < known and slot_frequency[code] == 0:
@@ -147,11 +217,11 @@ def slot_memory_cosines(hashes, lengths, table_keys, table_codes, frequency, sta
                 slot_frequency[code] += 1
                 pair_term[pairs] = code
                 pair_slot[pairs] = slot
-                pair_count[pairs] = 1
+                pair_count[pairs] = entry_count[e]
                 open_pair[code] = pairs
                 pairs += 1
             else:
-                pair_count[open_pair[code]] += 1
+                pair_count[open_pair[code]] += entry_count[e]
     # IDF by document frequency over both sides (a few dozen values, so a table), and the
     # sublinear term frequency by count likewise.
     documents = slots + memories

@@ -16,6 +16,7 @@ import logging
 import random
 import re
 import string
+import sys
 import threading
 import weakref
 from collections import Counter
@@ -358,19 +359,39 @@ class _TagsReading:
 
     vector: dict[str, float]
     first_token: str  # the description's first word as the word analyzer keeps it, or ""
-    # The hashes of the description's words and word pairs, and of its character n-grams,
-    # in parts: each tag's piece's own (shared with every set holding the tag, so a set
-    # keeps little of its own) and the word pairs across pieces.
-    word_parts: tuple[np.ndarray, ...]
-    char_parts: tuple[np.ndarray, ...]
-    word_count: int
-    char_count: int
+    # The description's terms are its tags' pieces' (numbered once per worker: _Pieces),
+    # here by their numbers, and the set's own: the word pairs across pieces, and the terms
+    # of tags the vocabulary does not know (their pieces are not numbered).
+    pieces: tuple[int, ...]
+    word_terms: tuple[str, ...]  # the pairs across pieces interned: every set shares them
+    char_terms: np.ndarray  # hashes
+    nbytes: int  # what the reading holds of its own (the pieces are kept, and counted, apart)
 
-    @property
-    def nbytes(self) -> int:
-        """What the reading holds of its own: the pieces are kept (and counted) apart."""
-        return 256 + 64 * len(self.vector) + 16 * (len(self.word_parts) + len(self.char_parts)
-                                                   ) + self.word_parts[-1].nbytes
+
+@dataclass(frozen=True)
+class _PieceTerms:
+    """One analyzer's terms of the pieces of every tag the vocabulary knows, numbered: their
+    hashes' table (term_table) and each number's hash; piece ``p``'s terms at
+    ``starts[p]:starts[p + 1]``, each once with its count."""
+
+    table_keys: np.ndarray  # term_table's keys (int64)
+    table_codes: np.ndarray  # term_table's codes (int32; -1 where empty)
+    hashes: np.ndarray  # per term number, its hash (int64)
+    starts: np.ndarray  # int64
+    terms: np.ndarray  # per entry, its term's number (int32)
+    counts: np.ndarray  # per entry, how often the piece has it (int64)
+    sizes: np.ndarray  # per piece, how many terms it has (int64)
+
+
+@dataclass(frozen=True)
+class _Pieces:
+    """What every known tag says in words, numbered once per worker and vocabulary: a
+    session's slots carry their tags' pieces as numbers, and the compiled weighing reads a
+    piece's terms by number, where hashing them and searching tables for each cost most of
+    its time."""
+
+    number: dict[str, int]  # a known tag's piece's number
+    analyzers: tuple[_PieceTerms, ...]  # words, character n-grams
 
 
 @dataclass(frozen=True)
@@ -390,6 +411,7 @@ class _Merged:
     sum0: np.ndarray  # per memory, the sum of tf^2
     sum1: np.ndarray  # ... of tf^2 log(1 + frequency)
     sum2: np.ndarray  # ... of tf^2 log(1 + frequency)^2
+    piece_memory: np.ndarray  # per piece term (_PieceTerms), its number here or -1 (int32)
 
     @property
     def nbytes(self) -> int:
@@ -402,6 +424,7 @@ class _Side:
 
     documents: int
     merged: tuple[_Merged, ...]  # per analyzer
+    pieces: _Pieces  # the pieces its merged terms know by number
 
     @property
     def nbytes(self) -> int:
@@ -410,17 +433,23 @@ class _Side:
 
 @dataclass(frozen=True)
 class _Slots:
-    """A session's slots' terms, per analyzer: each term's hash as often as a slot has it,
-    slot after slot (int64), and how many each slot has (int64)."""
+    """A session's slots' terms: per analyzer, the slots' own terms' hashes, each as often
+    as a slot has it, slot after slot (int64), and how many each slot has (int64); and the
+    numbers of their tags' pieces, slot after slot, and how many each slot has."""
 
     documents: int
     hashes: tuple[np.ndarray, ...]  # per analyzer
     lengths: tuple[np.ndarray, ...]  # per analyzer
+    pieces: np.ndarray  # int32
+    piece_lengths: np.ndarray  # int64
+    numbered: _Pieces
 
 
 _analysed_by_vocabulary: weakref.WeakKeyDictionary[Vocabulary, KeptByBytes] = (
     weakref.WeakKeyDictionary())
 _memories_by_vocabulary: weakref.WeakKeyDictionary[Vocabulary, KeptByBytes] = (
+    weakref.WeakKeyDictionary())
+_pieces_by_vocabulary: weakref.WeakKeyDictionary[Vocabulary, _Pieces] = (
     weakref.WeakKeyDictionary())
 _analysed_guard = threading.Lock()
 
@@ -464,11 +493,11 @@ def _terms(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return columns, counts.astype(np.uint32)
 
 
-def _merge(hashes: np.ndarray, counts: np.ndarray, rows: np.ndarray, documents: int
-           ) -> _Merged:
+def _merge(hashes: np.ndarray, counts: np.ndarray, rows: np.ndarray, documents: int,
+           pieces: _PieceTerms) -> _Merged:
     """Entries (a term's hash, its count, its document; no term twice in a document) merged,
     the terms numbered by a hash table (pandas' factorize), the entries grouped by term in
-    their order."""
+    their order; and the number here of each of the pieces' terms."""
     codes, used = pd.factorize(hashes) if len(hashes) else (_NO_ROWS, _NO_TERMS)
     frequency = np.bincount(codes, minlength=len(used))
     order = np.argsort(codes, kind="stable")
@@ -482,22 +511,26 @@ def _merge(hashes: np.ndarray, counts: np.ndarray, rows: np.ndarray, documents: 
         table_keys, table_codes, frequency.astype(np.int64), starts,
         rows[order].astype(np.int32), tf[order],
         *(np.bincount(rows, weights=squared * spread ** power, minlength=documents)
-          .astype(np.float64) for power in range(3)))  # (no entries: bincount gives ints)
+          .astype(np.float64) for power in range(3)),  # (no entries: bincount gives ints)
+        pd.Index(used).get_indexer(pieces.hashes).astype(np.int32))
 
 
 _NO_TERMS = np.zeros(0, dtype=np.int64)
 _NO_ROWS = np.zeros(0, dtype=np.int32)
+_NO_TERMS.setflags(write=False)
+_NO_ROWS.setflags(write=False)
 
 
-def _side(documents: list[_Analysed]) -> _Side:
+def _side(documents: list[_Analysed], pieces: _Pieces) -> _Side:
     """Analysed documents' terms merged, per analyzer."""
     merged = []
     for k in range(ANALYZERS):
         lengths = [len(doc.terms[k][0]) for doc in documents]
         merged.append(_merge(np.concatenate([doc.terms[k][0] for doc in documents]),
                              np.concatenate([doc.terms[k][1] for doc in documents]),
-                             np.repeat(np.arange(len(documents)), lengths), len(documents)))
-    return _Side(len(documents), tuple(merged))
+                             np.repeat(np.arange(len(documents)), lengths), len(documents),
+                             pieces.analyzers[k]))
+    return _Side(len(documents), tuple(merged), pieces)
 
 
 def _word_tokens(text: str) -> list[str]:
@@ -542,17 +575,58 @@ def _tags_reading(tags: tuple[str, ...], vocabulary: Vocabulary) -> _TagsReading
     """A set of tags' reading, put together from each tag's piece: the description is the
     pieces' texts in turn, so its terms are the pieces' and the word pairs across them."""
     concepts = _concepts_of_tags(tags, vocabulary)
-    pieces = [_piece(tag, vocabulary) for tag in sorted(concepts or tags)]
+    described = sorted(concepts or tags)
+    pieces = [_piece(tag, vocabulary) for tag in described]
     tokens = [piece.tokens for piece in pieces if piece.tokens]
-    across = [f"{before[-1]} {after[0]}" for before, after in pairwise(tokens)]
-    across_terms = _hashes(across)
-    _read_only(across_terms)
-    word_parts = (*(piece.word_terms for piece in pieces), across_terms)
-    char_parts = tuple(piece.char_terms for piece in pieces)
-    return _TagsReading(
-        _weighted(concepts, vocabulary), tokens[0][0] if tokens else "",
-        word_parts, char_parts, sum(len(part) for part in word_parts),
-        sum(len(part) for part in char_parts))
+    # A pair across two tags' words is one of a few hundred, the same in every set holding
+    # both tags: kept once (interned), each set holds a reference.
+    across = [sys.intern(f"{before[-1]} {after[0]}") for before, after in pairwise(tokens)]
+    vector = _weighted(concepts, vocabulary)
+    size = 256 + 64 * len(vector) + 8 * (len(described) + len(across))
+    if concepts:  # known tags, whose pieces are numbered
+        number = _pieces(vocabulary).number
+        numbers, words, chars = tuple(number[tag] for tag in described), across, _NO_TERMS
+    else:  # tags the vocabulary does not know: their pieces' terms are the set's own
+        numbers = ()
+        own = [term for piece in pieces for term in _word_terms(piece.tokens)]
+        words = [*own, *across]
+        chars = (np.concatenate([piece.char_terms for piece in pieces]) if pieces
+                 else _NO_TERMS)
+        _read_only(chars)
+        size += sum(64 + len(term) for term in own) + chars.nbytes
+    return _TagsReading(vector, tokens[0][0] if tokens else "", numbers, tuple(words), chars,
+                        size)
+
+
+def _pieces(vocabulary: Vocabulary) -> _Pieces:
+    """The vocabulary's known tags' pieces, numbered (once per worker)."""
+    found = _pieces_by_vocabulary.get(vocabulary)
+    if found is None:
+        made = _number_pieces(vocabulary)  # (reads pieces through the cache, which locks)
+        with _analysed_guard:
+            found = _pieces_by_vocabulary.setdefault(vocabulary, made)
+    return found
+
+
+def _number_pieces(vocabulary: Vocabulary) -> _Pieces:
+    tags = sorted(vocabulary.tag_ids)
+    read = [_piece(tag, vocabulary) for tag in tags]
+    analyzers = []
+    for terms_of in (lambda piece: piece.word_terms, lambda piece: piece.char_terms):
+        own = [_terms(terms_of(piece)) for piece in read]  # each term once, with its count
+        hashes = np.concatenate([columns for columns, _ in own])
+        numbers, used = pd.factorize(hashes) if len(hashes) else (_NO_ROWS, _NO_TERMS)
+        used = np.ascontiguousarray(used, dtype=np.int64)
+        sizes = np.array([len(columns) for columns, _ in own], dtype=np.int64)
+        starts = np.zeros(len(read) + 1, dtype=np.int64)
+        np.cumsum(sizes, out=starts[1:])
+        table_keys, table_codes = term_table(used)
+        piece_terms = _PieceTerms(
+            table_keys, table_codes, used, starts, numbers.astype(np.int32),
+            np.concatenate([counts for _, counts in own]).astype(np.int64), sizes)
+        _read_only(*vars(piece_terms).values())
+        analyzers.append(piece_terms)
+    return _Pieces({tag: k for k, tag in enumerate(tags)}, tuple(analyzers))
 
 
 def _tags_readings(slots: list[PromptSlot], vocabulary: Vocabulary) -> list[_TagsReading]:
@@ -607,35 +681,44 @@ def _slots_read(slots: list[PromptSlot], vocabulary: Vocabulary
 
     A slot's document is its head (title, artist, director) and its tags' description (the
     words of ``_describe_tags``), and only the head is new to the worker. So its terms are
-    put together from the head's and the description's (kept with the tags' reading): the
-    char_wb analyzer takes n-grams within each word, and the word analyzer's terms are the
-    two parts' own and the one pair across them (the head's last kept word and the
-    description's first).
+    put together from the head's and the description's: the description's are its tags'
+    pieces' (numbered once per worker, _Pieces) and the few a set of tags has of its own
+    (kept with its reading). The char_wb analyzer takes n-grams within each word, and the
+    word analyzer's terms are the parts' own and the pairs across them (the head's last kept
+    word and the description's first; a piece's last and the next one's first).
     tests/test_prompts.py holds the sum to scikit-learn's analyzers on the whole document."""
     readings = _tags_readings(slots, vocabulary)
+    numbered = _pieces(vocabulary)
     heads = [" ".join(p for p in (slot.title, slot.artist or "", slot.director or "") if p)
              for slot in slots]
     head_grams, head_gram_counts = char_ngram_hashes(heads)
-    head_gram_counts = head_gram_counts.tolist()
-    word_hashes, char_hashes, word_lengths, char_lengths = [], [], [], []
-    start = 0
-    for head, reading, grams in zip(heads, readings, head_gram_counts, strict=True):
+    words: list[str] = []
+    word_lengths = []
+    for head, reading in zip(heads, readings, strict=True):
         tokens = _word_tokens(head)
-        terms = _word_terms(tokens)
+        before = len(words)
+        words += tokens
+        words += [f"{a} {b}" for a, b in pairwise(tokens)]
         if tokens and reading.first_token:
-            terms.append(f"{tokens[-1]} {reading.first_token}")
-        word_hashes.append(_hashes(terms))
-        word_hashes.extend(reading.word_parts)
-        word_lengths.append(len(terms) + reading.word_count)
-        char_hashes.append(head_grams[start:start + grams])
-        char_hashes.extend(reading.char_parts)
-        char_lengths.append(grams + reading.char_count)
-        start += grams
+            words.append(f"{tokens[-1]} {reading.first_token}")
+        words += reading.word_terms
+        word_lengths.append(len(words) - before)
+    if any(len(reading.char_terms) for reading in readings):
+        counts = head_gram_counts.tolist()
+        parts, start = [], 0
+        for reading, grams in zip(readings, counts, strict=True):
+            parts += (head_grams[start:start + grams], reading.char_terms)
+            start += grams
+        chars = np.concatenate(parts)
+        char_lengths = head_gram_counts + np.array([len(r.char_terms) for r in readings],
+                                                   dtype=np.int64)
+    else:
+        chars, char_lengths = head_grams, head_gram_counts
     return [reading.vector for reading in readings], _Slots(
-        len(slots),
-        tuple(np.concatenate(hashes) if hashes else _NO_TERMS
-              for hashes in (word_hashes, char_hashes)),
-        tuple(np.array(lengths, dtype=np.int64) for lengths in (word_lengths, char_lengths)))
+        len(slots), (_hashes(words), chars),
+        (np.array(word_lengths, dtype=np.int64), char_lengths),
+        np.array([k for reading in readings for k in reading.pieces], dtype=np.int32),
+        np.array([len(reading.pieces) for reading in readings], dtype=np.int64), numbered)
 
 
 def _memories_analysed(memories: list[MemoryCard], vocabulary: Vocabulary
@@ -659,7 +742,7 @@ def _memories_analysed(memories: list[MemoryCard], vocabulary: Vocabulary
     key = ("memories", *(digest for _, digest in keys))
     side = cache.get(key)
     if side is None:
-        side = _side(found)
+        side = _side(found, _pieces(vocabulary))
         for merged in side.merged:
             _read_only(*vars(merged).values())
         cache.put(key, side)
@@ -673,15 +756,22 @@ def _tfidf_similarity(left: _Slots, right: _Side) -> np.ndarray:
     then the two similarities averaged. Worked out from the terms by a compiled function
     (recommender/pairing_kernel.py); tests/test_prompts.py holds it to scikit-learn's
     TfidfTransformer and normalize, which took 0.6 ms a call on a session's 40 documents."""
+    if left.numbered is not right.pieces:
+        raise ValueError("the slots and the memories were read with different pieces")
     total = np.zeros((left.documents, right.documents))
     blocks = 0
-    for hashes, lengths, theirs in zip(left.hashes, left.lengths, right.merged, strict=True):
-        if not len(hashes) and not len(theirs.tf):  # nothing but stop words
+    for hashes, lengths, pieces, theirs in zip(left.hashes, left.lengths,
+                                               left.numbered.analyzers, right.merged,
+                                               strict=True):
+        if (not len(hashes) and not len(theirs.tf)
+                and not pieces.sizes[left.pieces].any()):  # nothing but stop words
             continue
         blocks += 1
-        total += slot_memory_cosines(hashes, lengths, theirs.table_keys, theirs.table_codes,
-                                     theirs.frequency, theirs.starts, theirs.row, theirs.tf,
-                                     theirs.sum0, theirs.sum1, theirs.sum2, right.documents)
+        total += slot_memory_cosines(
+            hashes, lengths, left.pieces, left.piece_lengths, pieces.table_keys,
+            pieces.table_codes, pieces.starts, pieces.terms, pieces.counts, theirs.piece_memory,
+            theirs.table_keys, theirs.table_codes, theirs.frequency, theirs.starts, theirs.row,
+            theirs.tf, theirs.sum0, theirs.sum1, theirs.sum2, right.documents)
     return total / blocks if blocks else total
 
 

@@ -489,8 +489,9 @@ def test_what_a_worker_keeps_for_matching_cannot_be_edited_by_a_request():
                for pair in entry.terms for array in pair]
     arrays += [array for entry in kept if isinstance(entry, prompts._Side)
                for merged in entry.merged for array in vars(merged).values()]
-    arrays += [array for entry in kept if isinstance(entry, prompts._TagsReading)
-               for array in (*entry.word_parts, *entry.char_parts)]
+    arrays += [entry.char_terms for entry in kept if isinstance(entry, prompts._TagsReading)]
+    arrays += [array for numbered in prompts._pieces(vocabulary).analyzers
+               for array in vars(numbered).values()]
     kinds = {type(entry).__name__ for entry in kept}
     assert {"_Analysed", "_Side", "_TagsReading", "_Piece"} <= kinds
     assert len(arrays) > 10 and not any(array.flags.writeable for array in arrays)
@@ -584,10 +585,8 @@ def test_prefilled_tag_readings_are_the_ones_sessions_would_read(db):
     for tags, reading in zip(sorted(distinct), kept, strict=True):
         fresh = prompts._tags_readings([slot(0, tags=tags)], vocabulary)[0]
         assert fresh.vector == reading.vector and fresh.first_token == reading.first_token
-        for ours, theirs in ((reading.word_parts, fresh.word_parts),
-                             (reading.char_parts, fresh.char_parts)):
-            assert len(ours) == len(theirs)
-            assert all(np.array_equal(a, b) for a, b in zip(ours, theirs, strict=True))
+        assert fresh.pieces == reading.pieces and fresh.word_terms == reading.word_terms
+        assert np.array_equal(fresh.char_terms, reading.char_terms)
     # Read again, nothing is new.
     assert prompts.prefill_tag_readings(tag_lists, vocabulary) == 0
 
