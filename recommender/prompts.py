@@ -805,20 +805,24 @@ def memory_scores(
     slot_vectors, slot_side = _slots_read(slots, vocabulary)
     memory_facts, memory_side = _memories_analysed(memories, vocabulary)
     tfidf = _tfidf_similarity(slot_side, memory_side)
-    request_vector: dict[str, float] = {}
+    asked = []
     if request_text:
         moods, themes = vocabulary.infer_tags(request_text)
-        request_vector = _weighted(set(moods) | set(themes), vocabulary)
+        asked.append(_weighted(set(moods) | set(themes), vocabulary))
+    # The slots' concepts and the request's against the memories', in one matrix and one
+    # product: the rows, then the memories.
+    vectors = [*slot_vectors, *asked, *(f.vector for f in memory_facts)]
     index: dict[str, int] = {}
-    for vector in [*slot_vectors, *(f.vector for f in memory_facts), request_vector]:
+    for vector in vectors:
         for concept in vector:
             index.setdefault(concept, len(index))
-    memory_matrix = _concept_matrix([f.vector for f in memory_facts], index)
-    bridge = _cosines(_concept_matrix(slot_vectors, index), memory_matrix)
-    scores = BRIDGE_WEIGHT * bridge + TFIDF_WEIGHT * tfidf
-    if request_text:
+    concepts = _concept_matrix(vectors, index)
+    rows = len(slot_vectors) + len(asked)
+    bridge = _cosines(concepts[:rows], concepts[rows:])
+    scores = BRIDGE_WEIGHT * bridge[:len(slot_vectors)] + TFIDF_WEIGHT * tfidf
+    if asked:
         # What the person asked for today nudges the memories it speaks of (never alone).
-        nudge = _cosines(_concept_matrix([request_vector], index), memory_matrix)[0]
+        nudge = bridge[len(slot_vectors)]
         scores = scores + 0.1 * nudge[np.newaxis, :] * (scores > 0)
     return np.clip(scores, 0.0, 1.0)
 

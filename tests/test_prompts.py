@@ -2,6 +2,7 @@
 
 import json
 import logging
+import math
 import os
 import random
 import re
@@ -604,3 +605,37 @@ def test_prefill_reads_the_most_common_sets_first_within_its_share(db, monkeypat
     assert kept == [True] * read + [False] * (len(counts) - read)
     assert counts[read - 1][1] >= counts[read][1]
     prompts._analysed_by_vocabulary.clear()
+
+
+def _concept_cosine(a: dict[str, float], b: dict[str, float]) -> float:
+    dot = sum(weight * b.get(concept, 0.0) for concept, weight in a.items())
+    norms = math.sqrt(sum(w * w for w in a.values())) * math.sqrt(sum(w * w for w in b.values()))
+    return dot / norms if norms else 0.0
+
+
+@pytest.mark.parametrize(("request_text", "lifts"), [
+    ("missing my dad, grief and the lake", True), ("Grandma and her dementia", True),
+    ("my first love and the breakup", False),  # no memory here speaks of it
+    ("qwzx", False)])
+def test_the_request_nudges_the_memories_it_speaks_of(request_text, lifts):
+    """With words of the request, each memory a slot already fits gains a tenth of how close
+    the request's concepts are to the memory's (capped at 1); a slot it does not fit gains
+    nothing."""
+    vocabulary = default_vocabulary()
+    slots = [slot(0, tags=("grief", "loss_parent")), slot(1, tags=("first_love",)),
+             slot(2, title="the", tags=("rainy_day",)), slot(3, tags=("heartbreak", "war"))]
+    memories = [DAD, CONCERT, GRAN, STOP_WORDS_ONLY]
+    plain = memory_scores(slots, memories, vocabulary=vocabulary)
+    nudged = memory_scores(slots, memories, request_text, vocabulary=vocabulary)
+    moods, themes = vocabulary.infer_tags(request_text)
+    asked = prompts._weighted(set(moods) | set(themes), vocabulary)
+    closeness = np.array([
+        _concept_cosine(asked, prompts._weighted(prompts._memory_concepts(m, vocabulary),
+                                                 vocabulary)) for m in memories])
+    # Recomputed from the unclipped sums: plain scores here stay under 1.
+    assert plain.max() < 1.0
+    expected = np.clip(plain + 0.1 * closeness[np.newaxis, :] * (plain > 0), 0.0, 1.0)
+    np.testing.assert_allclose(nudged, expected, rtol=0, atol=1e-12)
+    assert (nudged > plain).any() == lifts
+    if not lifts:
+        assert np.array_equal(nudged, plain)
