@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
+import subprocess
+import sys
 import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
 
-from tests.served import Served, children
+from tests.served import Served, children, free_port
 from web.worker import LINGER_MAX_CONNECTIONS, LINGER_S
 
 
@@ -173,3 +178,93 @@ def test_a_response_goes_out_as_gunicorns_own_with_its_headers_in_the_bodys_firs
             assert ours[0].startswith(b"HTTP/1.1 200 OK") and ours[0].endswith(b"\r\n\r\nhello")
     one = _respond(HeldHeadersResponse, get, "201 CREATED", [("Content-Length", "2")], [b"{}"])
     assert len(one[0]) == 1 and one[0][0].endswith(b"\r\n\r\n{}")
+
+
+# `goodcry serve`'s gunicorn settings and worker class, serving tests/pid_app.py.
+PID_SERVER = """
+import sys
+from gunicorn.app.base import BaseApplication
+from recommender.cli import gunicorn_settings
+from tests.pid_app import app
+
+class Server(BaseApplication):
+    def load_config(self):
+        for name, value in gunicorn_settings("127.0.0.1", int(sys.argv[1]), 2, 1).items():
+            self.cfg.set(name, value)
+
+    def load(self):
+        return app
+
+Server().run()
+"""
+
+
+@contextlib.contextmanager
+def _pid_server():
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", PID_SERVER, str(port)],
+                            cwd=Path(__file__).parent.parent, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while len(children(proc.pid)) < 2 or not _answers(url):
+            assert proc.poll() is None and time.monotonic() < deadline, "server not up"
+            time.sleep(0.1)
+        yield proc, url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=5).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def _served_by(url: str, n: int, path: str = "/") -> list[int]:
+    """Which worker answered each of ``n`` requests made one after another."""
+    return [int(requests.get(url + path, timeout=10).text) for _ in range(n)]
+
+
+def test_one_request_at_a_time_goes_to_one_worker_while_it_is_free():
+    """Two free workers: the first choice takes every new connection (the other would find
+    its caches cold); by chance, each would take about half."""
+    with _pid_server() as (proc, url):
+        _served_by(url, 5)
+        served = Counter(_served_by(url, 60))
+        assert set(served) <= set(children(proc.pid))
+        assert served.most_common(1)[0][1] >= 58, served
+
+
+def test_the_other_worker_takes_connections_at_once_while_the_first_choice_is_busy():
+    with _pid_server() as (_proc, url):
+        first = Counter(_served_by(url, 10)).most_common(1)[0][0]
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            started = time.monotonic()
+            slow = pool.submit(_served_by, url, 1, "/?sleep=1.5")
+            time.sleep(0.3)  # the first choice is busy with the slow one
+            quick = [pool.submit(_served_by, url, 1) for _ in range(5)]
+            others = [f.result()[0] for f in quick]
+            quick_done = time.monotonic() - started
+            assert slow.result() == [first]
+        assert first not in others and len(set(others)) == 1
+        assert quick_done < 1.2, quick_done  # not queued behind the slow request
+
+
+def test_when_the_first_choice_dies_another_worker_takes_its_place():
+    with _pid_server() as (proc, url):
+        first = Counter(_served_by(url, 10)).most_common(1)[0][0]
+        other = next(pid for pid in children(proc.pid) if pid != first)
+        os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while len(set(children(proc.pid)) - {first}) < 2:  # gunicorn starts another
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        _served_by(url, 5)
+        served = Counter(_served_by(url, 60))
+        # The worker that was there takes over; the new one is second choice.
+        assert served.most_common(1)[0] == (other, served[other]) and served[other] >= 58, (
+            served)
