@@ -639,3 +639,17 @@ def test_the_request_nudges_the_memories_it_speaks_of(request_text, lifts):
     assert (nudged > plain).any() == lifts
     if not lifts:
         assert np.array_equal(nudged, plain)
+
+
+def test_slots_and_memories_read_with_different_pieces_are_not_weighed_together():
+    """The weighing reads a piece's terms by their numbers, which only mean something
+    against the pieces the memories' side was merged with."""
+    vocabulary = default_vocabulary()
+    slots = [slot(0, tags=("grief", "loss_parent"))]
+    side = prompts._memories_analysed([DAD, GRAN], vocabulary)[1]
+    _, ours = prompts._slots_read(slots, vocabulary)
+    assert prompts._tfidf_similarity(ours, side).shape == (1, 2)
+    other = prompts._Slots(ours.documents, ours.hashes, ours.lengths, ours.pieces,
+                           ours.piece_lengths, prompts._number_pieces(vocabulary))
+    with pytest.raises(ValueError, match="different pieces"):
+        prompts._tfidf_similarity(other, side)
