@@ -202,7 +202,7 @@ class ThreadWorker(gthread.ThreadWorker):
         again in a moment. Said before the answer's first bytes, so that a client sending
         its next request as soon as it has read the answer (one at a time, as a person's
         browser does) cannot find the first choice busy. Without it, about one request in
-        four made one at a time went to another worker (286 of 1,117 in a benchmark run)."""
+        four made one at a time went to another worker (286 of 1,117 in one such run)."""
         if self._first and self.cfg.threads == 1:  # (with more threads it says nothing)
             self._shared.free[0] = FINISHING
 
