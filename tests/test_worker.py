@@ -229,14 +229,21 @@ def _served_by(url: str, n: int, path: str = "/") -> list[int]:
     return [int(requests.get(url + path, timeout=10).text) for _ in range(n)]
 
 
+# Of 60 requests made one at a time, how many must go to the first choice. By chance each
+# worker takes about half (33 and 27 before there was a first choice). The first choice
+# takes every one it is on a core for within DEFER_S: on a loaded machine the scheduler
+# sometimes keeps it off longer, and the other worker takes that one (3 of 60 once in CI).
+MOSTLY = 54
+
+
 def test_one_request_at_a_time_goes_to_one_worker_while_it_is_free():
-    """Two free workers: the first choice takes every new connection (the other would find
-    its caches cold); by chance, each would take about half."""
+    """Two free workers: the first choice takes the new connections (the other would find
+    its caches cold)."""
     with _pid_server() as (proc, url):
         _served_by(url, 5)
         served = Counter(_served_by(url, 60))
         assert set(served) <= set(children(proc.pid))
-        assert served.most_common(1)[0][1] >= 58, served
+        assert served.most_common(1)[0][1] >= MOSTLY, served
 
 
 def test_the_other_worker_takes_connections_at_once_while_the_first_choice_is_busy():
@@ -266,5 +273,4 @@ def test_when_the_first_choice_dies_another_worker_takes_its_place():
         _served_by(url, 5)
         served = Counter(_served_by(url, 60))
         # The worker that was there takes over; the new one is second choice.
-        assert served.most_common(1)[0] == (other, served[other]) and served[other] >= 58, (
-            served)
+        assert served[other] >= MOSTLY, served
