@@ -674,9 +674,12 @@ def screen_memory(title: str | None, text: str | None, *, digest: bytes | None =
                          title, text)
 
 
-def screen_note(note: str) -> CareVerdict:
+def screen_note(note: str | None) -> CareVerdict:
     """:func:`screen_texts` of one journal note, kept per worker by a digest of its words
-    (marked as a note's, so that no memory's digest can name the same entry)."""
+    (marked as a note's, so that no memory's digest can name the same entry); no note, or
+    an empty one, says nothing."""
+    if not note:
+        return screen_texts()
     return _kept_verdict(
         hashlib.sha256(b"note\0" + note.encode("utf-8", "surrogatepass")).digest(), note)
 
@@ -687,8 +690,7 @@ def screen_request(prompt: str | None, notes: list[str]) -> CareVerdict:
     are kept (:func:`screen_note`), the request's words are new each time."""
     reasons = list(screen_texts(prompt).reasons)
     for note in notes:
-        if note:
-            reasons.extend(name for name in screen_note(note).reasons if name not in reasons)
+        reasons.extend(name for name in screen_note(note).reasons if name not in reasons)
     return CareVerdict(crisis=bool(reasons), reasons=tuple(reasons))
 
 

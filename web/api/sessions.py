@@ -4,7 +4,7 @@ from flask import Response, jsonify
 from flask_smorest import Blueprint
 
 from recommender import cry_sessions
-from recommender.care import care_document, screen_note, screen_texts
+from recommender.care import care_document, screen_note
 from recommender.cry_sessions import FeedbackInput
 from recommender.errors import Conflict
 from recommender.exports import FILE_TARGETS, export_file
@@ -93,7 +93,7 @@ def feedback(body, session_id):
     recorded = cry_sessions.record_feedback(get_db(), current_user_id(), session_id, fb)
     answer = {"session_id": session_id, "recorded": recorded}
     # Kept by the note's digest: this worker's next session for the person reads it back.
-    verdict = screen_note(fb.note) if fb.note else screen_texts()
+    verdict = screen_note(fb.note)
     if verdict.crisis:
         answer["care"] = care_document(verdict)
     return answer

@@ -240,7 +240,7 @@ def rate_session(session_id: str):
             mood_after=int(form.mood_after.data) if form.mood_after.data else None,
             note=note,
         ))
-        verdict = screen_note(note) if note else screen_texts()
+        verdict = screen_note(note)
         if not verdict.crisis:
             flash("Thank you. Your rating is saved; you can change it any time.")
             return redirect(url_for("pages.history"))
