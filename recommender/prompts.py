@@ -387,8 +387,9 @@ class _PieceTerms:
 class _Pieces:
     """What every known tag says in words, numbered once per worker and vocabulary: a
     session's slots carry their tags' pieces as numbers, and the compiled weighing reads a
-    piece's terms by number, where hashing them and searching tables for each cost most of
-    its time."""
+    piece's terms by number. What this saves is in putting the slots' terms together (no
+    piece's arrays copied into each slot's); the weighing takes as long as before, its time
+    being in the number of entries (BENCHMARKS.md, twenty-first round)."""
 
     number: dict[str, int]  # a known tag's piece's number
     analyzers: tuple[_PieceTerms, ...]  # words, character n-grams
