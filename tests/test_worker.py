@@ -247,18 +247,29 @@ def test_one_request_at_a_time_goes_to_one_worker_while_it_is_free():
 
 
 def test_the_other_worker_takes_connections_at_once_while_the_first_choice_is_busy():
+    """While one worker is busy, new connections go to the other at once. The case that
+    matters is the first choice busy: the other must not wait for it. The first choice takes
+    the slow request almost always; when the scheduler kept it off a core and the other took
+    it (once in CI), the trial is made again."""
     with _pid_server() as (_proc, url):
-        first = Counter(_served_by(url, 10)).most_common(1)[0][0]
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            started = time.monotonic()
-            slow = pool.submit(_served_by, url, 1, "/?sleep=1.5")
-            time.sleep(0.3)  # the first choice is busy with the slow one
-            quick = [pool.submit(_served_by, url, 1) for _ in range(5)]
-            others = [f.result()[0] for f in quick]
-            quick_done = time.monotonic() - started
-            assert slow.result() == [first]
-        assert first not in others and len(set(others)) == 1
-        assert quick_done < 1.2, quick_done  # not queued behind the slow request
+        first_was_busy = False
+        for _trial in range(5):
+            first = Counter(_served_by(url, 10)).most_common(1)[0][0]
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                started = time.monotonic()
+                slow = pool.submit(_served_by, url, 1, "/?sleep=1.5")
+                time.sleep(0.3)  # the slow one has been taken
+                quick = [pool.submit(_served_by, url, 1) for _ in range(5)]
+                others = [f.result()[0] for f in quick]
+                quick_done = time.monotonic() - started
+                busy = slow.result()[0]
+            # Whichever worker is busy, the other answers every quick one, at once.
+            assert busy not in others and len(set(others)) == 1, (busy, others)
+            assert quick_done < 1.2, quick_done  # not queued behind the slow request
+            if busy == first:
+                first_was_busy = True
+                break
+        assert first_was_busy, "the first choice never took the slow request in 5 trials"
 
 
 def test_when_the_first_choice_dies_another_worker_takes_its_place():
