@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import orjson
-from sqlalchemy import Text, bindparam, cast, delete, func, insert, select, update
+from sqlalchemy import Text, bindparam, cast, delete, insert, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from recommender import learning, tastes
@@ -535,11 +535,6 @@ def list_sessions(db: Session, user_id: str, *, documents: bool = False) -> list
         .options(*(_with_documents_loaded() if documents
                    else (selectinload(CrySession.feedback),)))
     ))
-
-
-def count_sessions(db: Session, user_id: str) -> int:
-    return db.scalar(select(func.count()).select_from(CrySession)
-                     .where(CrySession.user_id == user_id)) or 0
 
 
 def sessions_with_feedback(db: Session, user_id: str) -> list[dict]:

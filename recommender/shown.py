@@ -95,9 +95,14 @@ def _read_all(db: Session, user_id: str) -> _Shown:
                   {item_id for _, item_id in rows if item_id is not None})
 
 
+def session_count(db: Session, user_id: str) -> int:
+    """How many sessions the person has (read from the (user_id, created_at) index alone)."""
+    return _SESSION_COUNT.scalar(db, {"user": user_id}) or 0
+
+
 def _current(db: Session, user_id: str) -> _Shown:
     """The person's entry, brought up to date with the database."""
-    count = _SESSION_COUNT.scalar(db, {"user": user_id}) or 0
+    count = session_count(db, user_id)
     known = _kept.get(user_id)
     if known is not None:
         with _lock:

@@ -35,6 +35,7 @@ from recommender.exports import FILE_TARGETS, export_file
 from recommender.features import SessionRequest
 from recommender.history import person_history
 from recommender.personal_data import export_person
+from recommender.shown import session_count
 from recommender.store.models import SpotifyConnection, User
 from recommender.vocabulary import default_vocabulary
 from web.db import get_db, store
@@ -347,7 +348,7 @@ def account():
     return render_template(
         "account.html", user=user, spotify_url=_url_if_registered(SPOTIFY_CONNECT),
         spotify_connected=db.get(SpotifyConnection, current_user.id) is not None,
-        counts={"sessions": cry_sessions.count_sessions(db, current_user.id),
+        counts={"sessions": session_count(db, current_user.id),
                 "memories": len(memories.list_memories(db, current_user.id))})
 
 
