@@ -698,8 +698,7 @@ def _slots_read(slots: list[PromptSlot], vocabulary: Vocabulary
     for head, reading in zip(heads, readings, strict=True):
         tokens = _word_tokens(head)
         before = len(words)
-        words += tokens
-        words += [f"{a} {b}" for a, b in pairwise(tokens)]
+        words += _word_terms(tokens)
         if tokens and reading.first_token:
             words.append(f"{tokens[-1]} {reading.first_token}")
         words += reading.word_terms
